@@ -1,0 +1,1 @@
+"""Keisei: a Shogi agent trained by self-play PPO."""

@@ -1,0 +1,188 @@
+"""Every Keisei setting, in one place.
+
+Each default is stated once, here, in the pydantic models. `configs/default.yaml` lists the same
+defaults for people to read and copy (a test keeps it in step with these models). Loading goes
+YAML file → `--set section.key=value` overrides → validation; any problem raises `ConfigError`
+naming the key path and the offending value, before any work starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+PositiveInt = Annotated[int, Field(strict=True, gt=0)]
+"""A whole number > 0; `true` or `2.5` are errors, not silently converted."""
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not a boolean")
+    return value
+
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False), BeforeValidator(_not_bool)]
+
+__all__ = [
+    "CallbacksConfig",
+    "CheckpointConfig",
+    "Config",
+    "ConfigError",
+    "EvaluationConfig",
+    "LoggingConfig",
+    "TrainingConfig",
+    "config_hash",
+    "dump_config",
+    "load_config",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration problem, naming the key path and the bad value."""
+
+
+class _Section(BaseModel):
+    """Base for every section: unknown keys and silent type coercion are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=False)
+
+
+class TrainingConfig(_Section):
+    total_timesteps: PositiveInt = 200_000
+    """Environment steps (plies over all games) to train for."""
+    steps_per_epoch: PositiveInt = 2048
+    """Environment steps collected between two PPO updates; callbacks run after each epoch."""
+    checkpoint_interval_timesteps: PositiveInt = 20_000
+    """Save a checkpoint each time the step counter reaches a multiple of this."""
+    seed: int = 0
+    device: str = "auto"
+    """`auto` (CUDA when available, else CPU), `cpu`, `cuda`, `cuda:1`, ..."""
+
+
+class EvaluationConfig(_Section):
+    enable_periodic_evaluation: bool = False
+    evaluation_interval_timesteps: PositiveInt = 50_000
+    num_games: PositiveInt = 20
+    async_mode: bool = False
+    """Evaluate in a background process on a snapshot of the weights; training does not wait."""
+    async_policy: Literal["skip", "queue"] = "skip"
+    """What a trigger does while an evaluation is still running: drop it, or queue it."""
+    async_queue_size: PositiveInt = 2
+    """With `queue`: evaluations that may wait behind the running one; more are dropped."""
+    async_shutdown_timeout_s: PositiveFloat = 120.0
+    """At the end of training, wait this long for running evaluations, then cancel them."""
+
+
+class CallbacksConfig(_Section):
+    max_consecutive_failures: PositiveInt = 5
+    """A best-effort callback that fails this many times in a row is disabled."""
+
+
+class CheckpointConfig(_Section):
+    keep_last: PositiveInt = 5
+    keep_every_timesteps: PositiveInt | None = None
+    """Also keep every checkpoint whose step is a multiple of this (None: none extra)."""
+    best_metric: str | None = None
+    """Also keep the best checkpoint by this metric (e.g. `evaluation/elo`), higher is better."""
+    async_save: bool = True
+    """Write checkpoints in a background thread; the loop only waits for the copy to CPU."""
+
+
+class LoggingConfig(_Section):
+    model_dir: Path = Path("runs")
+    """Root under which each run gets its own directory."""
+    run_name: str | None = None
+    """Name of the run directory; None picks a timestamped name."""
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Config(_Section):
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    callbacks: CallbacksConfig = Field(default_factory=CallbacksConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        path = ".".join(str(part) for part in item["loc"]) or "<root>"
+        value = item.get("input")
+        if item["type"] == "extra_forbidden":
+            lines.append(f"unknown key '{path}' (value {value!r})")
+        else:
+            lines.append(f"'{path}' = {value!r}: {item['msg']}")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def _apply_override(data: dict[str, Any], override: str) -> None:
+    key, sep, raw = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"override {override!r} is not of the form section.key=value")
+    parts = key.split(".")
+    if any(not part for part in parts):
+        raise ConfigError(f"override {override!r}: empty component in key path '{key}'")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{key}': cannot parse value {raw!r}: {exc}") from exc
+    node = data
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            where = ".".join(parts[: depth + 1])
+            raise ConfigError(f"override '{key}': '{where}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def config_from_dict(data: Mapping[str, Any], overrides: Sequence[str] = ()) -> Config:
+    """Validate a mapping (plus overrides) into a `Config`."""
+    merged = json.loads(json.dumps(data, default=str))
+    for override in overrides:
+        _apply_override(merged, override)
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Load a YAML file (or the model defaults when `path` is None) and apply overrides."""
+    data: Any = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections at top level")
+    return config_from_dict(data, overrides)
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    return config.model_dump(mode="json")
+
+
+def dump_config(config: Config, path: str | Path) -> None:
+    """Write the effective configuration as YAML (what a run saves in its directory)."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False), "utf-8")
+
+
+def config_hash(config: Config) -> str:
+    """A stable sha256 of the effective configuration (stored in checkpoints)."""
+    text = json.dumps(config_to_dict(config), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,183 @@
+"""The package logger and the metric sinks.
+
+There is one logger, `keisei`, with a Rich console handler (installed on first use, so messages
+are never lost for want of set-up) and, once a run directory exists, a file handler writing
+`train.log`. Handler thresholds are capped at ERROR: whatever level a user asks for, errors
+(callback failures among them) always reach both the console and the file.
+
+Metrics go through a `MetricsRecorder` to its sinks; `JsonlSink` writes `metrics.jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Protocol
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+LOGGER_NAME = "keisei"
+_FILE_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+_console_handler: logging.Handler | None = None
+_file_handler: logging.FileHandler | None = None
+_lock = threading.Lock()
+
+
+def _cap(level: int) -> int:
+    """Handler level that never filters out errors."""
+    return min(level, logging.ERROR)
+
+
+def get_logger(name: str | None = None) -> logging.Logger:
+    """The package logger (or a child of it), with a console handler guaranteed."""
+    _ensure_console_handler()
+    root = logging.getLogger(LOGGER_NAME)
+    return root if not name else root.getChild(name.removeprefix(LOGGER_NAME + "."))
+
+
+def _ensure_console_handler() -> None:
+    global _console_handler
+    root = logging.getLogger(LOGGER_NAME)
+    with _lock:
+        if _console_handler is None or _console_handler not in root.handlers:
+            handler = RichHandler(
+                console=Console(stderr=True),
+                show_path=False,
+                rich_tracebacks=False,
+                markup=False,
+            )
+            handler.setLevel(_cap(logging.INFO))
+            root.addHandler(handler)
+            _console_handler = handler
+            if root.level == logging.NOTSET:
+                root.setLevel(logging.INFO)
+
+
+def set_level(level: str | int) -> None:
+    """Set the package's verbosity; errors still always get through."""
+    numeric = logging.getLevelName(level) if isinstance(level, str) else level
+    if not isinstance(numeric, int):
+        raise ValueError(f"unknown logging level {level!r}")
+    _ensure_console_handler()
+    root = logging.getLogger(LOGGER_NAME)
+    root.setLevel(_cap(numeric))
+    for handler in (_console_handler, _file_handler):
+        if handler is not None:
+            handler.setLevel(_cap(numeric))
+
+
+def attach_run_dir(run_dir: str | Path, filename: str = "train.log") -> Path:
+    """Also write the log to `run_dir/filename` (replacing any earlier run's file handler)."""
+    global _file_handler
+    _ensure_console_handler()
+    root = logging.getLogger(LOGGER_NAME)
+    path = Path(run_dir) / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _lock:
+        if _file_handler is not None:
+            root.removeHandler(_file_handler)
+            _file_handler.close()
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter(_FILE_FORMAT))
+        handler.setLevel(_cap(root.getEffectiveLevel()))
+        root.addHandler(handler)
+        _file_handler = handler
+    return path
+
+
+def detach_run_dir() -> None:
+    """Stop writing to the run's log file (end of a run)."""
+    global _file_handler
+    with _lock:
+        if _file_handler is not None:
+            logging.getLogger(LOGGER_NAME).removeHandler(_file_handler)
+            _file_handler.close()
+            _file_handler = None
+
+
+class MetricSink(Protocol):
+    """Somewhere metrics go: a file, TensorBoard, W&B."""
+
+    def write(self, metrics: Mapping[str, float], step: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class JsonlSink:
+    """Appends one JSON object per record to `metrics.jsonl`, flushed each time."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: IO[str] | None = self.path.open("a", encoding="utf-8")
+
+    def write(self, metrics: Mapping[str, float], step: int) -> None:
+        if self._file is None:
+            raise RuntimeError(f"metrics file {self.path} is already closed")
+        record: dict[str, object] = {"step": step, "time": round(time.time(), 3)}
+        for key, value in metrics.items():
+            record[key] = value if math.isfinite(value) else str(value)
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class MetricsRecorder:
+    """Fans metrics out to every sink; thread-safe, and a failing sink never stops the others."""
+
+    def __init__(self, sinks: list[MetricSink] | None = None) -> None:
+        self._sinks: list[MetricSink] = list(sinks or [])
+        self._lock = threading.Lock()
+        self._latest: dict[str, float] = {}
+        self._logger = get_logger("metrics")
+
+    def add_sink(self, sink: MetricSink) -> None:
+        with self._lock:
+            self._sinks.append(sink)
+
+    def record(self, metrics: Mapping[str, float], step: int) -> None:
+        if not metrics:
+            return
+        clean = {str(key): float(value) for key, value in metrics.items()}
+        with self._lock:
+            self._latest.update(clean)
+            for sink in self._sinks:
+                try:
+                    sink.write(clean, step)
+                except Exception:
+                    self._logger.exception("metric sink %s failed at step %d", sink, step)
+
+    @property
+    def latest(self) -> dict[str, float]:
+        """The most recent value of every metric recorded so far (for displays)."""
+        with self._lock:
+            return dict(self._latest)
+
+    def close(self) -> None:
+        with self._lock:
+            for sink in self._sinks:
+                try:
+                    sink.close()
+                except Exception:
+                    self._logger.exception("closing metric sink %s failed", sink)
+            self._sinks.clear()
+
+
+def read_metrics(path: str | Path) -> list[dict[str, float]]:
+    """Read back a `metrics.jsonl` file (reports, tests)."""
+    records = []
+    with Path(path).open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                records.append(json.loads(line))
+    return records

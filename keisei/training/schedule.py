@@ -1,0 +1,77 @@
+"""When periodic work is due: the one scheduling rule, written once.
+
+`align_interval` rounds an interval up to a whole number of epochs (callbacks only run at epoch
+ends, so an unaligned interval would drift). `EveryNSteps` is a small filter object in the style of
+Ignite's `every=`: it is due exactly once each time the step counter reaches or crosses a multiple
+of its interval, however far the counter jumps between calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+
+def align_interval(interval: int, steps_per_epoch: int, name: str, logger: logging.Logger) -> int:
+    """Round `interval` up to a multiple of `steps_per_epoch`, telling the user once if changed."""
+    if interval <= 0:
+        raise ValueError(f"{name} must be a positive number of steps, got {interval}")
+    if steps_per_epoch <= 0:
+        raise ValueError(
+            f"steps_per_epoch must be a positive number of steps, got {steps_per_epoch}"
+        )
+    aligned = -(-interval // steps_per_epoch) * steps_per_epoch
+    if aligned != interval:
+        logger.info(
+            "%s = %d is not a multiple of steps_per_epoch = %d; using %d",
+            name,
+            interval,
+            steps_per_epoch,
+            aligned,
+        )
+    return aligned
+
+
+class EveryNSteps:
+    """Due once per call in which the step reaches or crosses a new multiple of `interval`.
+
+    A jump that crosses several multiples at once is one firing (the work would be identical);
+    `multiples_covered` says how many multiples the last firing stood for. The state (the last
+    multiple reached) goes into checkpoints so that a resumed run neither repeats nor skips one.
+    """
+
+    def __init__(self, interval: int) -> None:
+        if interval <= 0:
+            raise ValueError(f"interval must be positive, got {interval}")
+        self.interval = interval
+        self.last_multiple: int | None = None
+        self.multiples_covered = 0
+
+    def start(self, step: int) -> None:
+        """Anchor at `step` unless already anchored (by an earlier call or a restored state)."""
+        if self.last_multiple is None:
+            self.last_multiple = step // self.interval
+
+    def due(self, step: int) -> bool:
+        """True when `step` reached a multiple not reached before; records that it has."""
+        if step < 0:
+            raise ValueError(f"step must be non-negative, got {step}")
+        multiple = step // self.interval
+        if self.last_multiple is None:
+            self.last_multiple = 0
+        if multiple > self.last_multiple:
+            self.multiples_covered = multiple - self.last_multiple
+            self.last_multiple = multiple
+            return True
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"interval": self.interval, "last_multiple": self.last_multiple}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        last = state.get("last_multiple")
+        saved_interval = int(state.get("interval", self.interval))
+        if last is not None and saved_interval != self.interval:
+            # Keep the position in steps, expressed in the new interval.
+            last = (int(last) * saved_interval) // self.interval
+        self.last_multiple = None if last is None else int(last)
