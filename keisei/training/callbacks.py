@@ -375,7 +375,7 @@ class AsyncEvaluationCallback(_Periodic, AsyncCallback):
             futures = [asyncio.wrap_future(future) for _, future in self.pending]
             await asyncio.wait(futures, timeout=self.shutdown_timeout_s)
         reports = self._collect(trainer, limit=None)
-        self._cancel_pending(trainer.logger, f"still running after {self.shutdown_timeout_s:.0f} s")
+        self._cancel_pending(trainer.logger, f"still running after {self.shutdown_timeout_s:g} s")
         for report in reports[:-1]:
             trainer.record_metrics(report)
         return reports[-1] if reports else None
