@@ -1,0 +1,212 @@
+"""`VecShogiEnv`: N self-play games stepped together into preallocated numpy arrays.
+
+Each step plays one move in every game. A game that ends restarts at once (the observation
+returned for it is the new game's first position) and its record is handed out in
+`StepResult.finished`. Rewards are for the side that just moved: +1 win, -1 loss, 0 otherwise.
+
+Buffers are reused: the arrays in a `StepResult` (and those `reset()` returns) are overwritten by
+the next `step()`/`reset()`. Copy anything you need to keep longer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from keisei.log import get_logger
+from keisei.shogi.encoding import FEATURES1_NUM, NUM_LABELS, OBS_SHAPE, write_features
+from keisei.shogi.game import DEFAULT_MAX_PLIES, ShogiGame
+from keisei.shogi.records import GameRecord
+from keisei.shogi.sfen import normalize_sfen
+
+_log = get_logger("shogi.env")
+_OPENING_ATTEMPTS = 100
+
+
+@dataclass(slots=True)
+class StepResult:
+    """What one `step()` produced, per environment (arrays reused by the next step).
+
+    `movers[i]` is the side (0 black, 1 white) that just moved in env i: `rewards[i]` is its
+    reward. `to_move[i]` is the side to move in `obs[i]` (after an automatic restart, the new
+    game's first mover). `winners[i]` is 0/1 for a decided game that ended this step, else -1.
+    """
+
+    obs: np.ndarray
+    mask: np.ndarray
+    rewards: np.ndarray
+    dones: np.ndarray
+    reasons: list[str | None]
+    winners: np.ndarray
+    movers: np.ndarray
+    to_move: np.ndarray
+    finished: list[tuple[int, GameRecord]]
+
+
+class VecShogiEnv:
+    """N games of self-play with legal-move masks over the 2187 dlshogi labels.
+
+    `start_sfens` (default: the standard position) are used in turn for successive new games;
+    `random_opening_plies` uniformly random legal moves are then played to vary the opening
+    (they are part of the record, counted in `GameRecord.opening_plies`). Everything random
+    comes from `seed`, so the same seed and the same actions give the same games.
+    """
+
+    def __init__(
+        self,
+        num_envs: int,
+        *,
+        seed: int = 0,
+        max_plies: int | None = DEFAULT_MAX_PLIES,
+        declaration: bool = True,
+        start_sfens: Sequence[str] | None = None,
+        random_opening_plies: int = 0,
+    ) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be at least 1, not {num_envs}")
+        if random_opening_plies < 0:
+            raise ValueError(f"random_opening_plies must be >= 0, not {random_opening_plies}")
+        if max_plies is not None and max_plies <= random_opening_plies:
+            raise ValueError(
+                f"max_plies ({max_plies}) must exceed random_opening_plies ({random_opening_plies})"
+            )
+        self.num_envs = num_envs
+        self.max_plies = max_plies
+        self.declaration = declaration
+        self.random_opening_plies = random_opening_plies
+        self._start_sfens = [normalize_sfen(s) for s in (start_sfens or ["startpos"])]
+        if not self._start_sfens:
+            raise ValueError("start_sfens must not be empty")
+        for sfen in self._start_sfens:
+            if self._make_game(sfen, "start check").is_over:
+                raise ValueError(f"start position is already decided: {sfen}")
+        self._seed = seed
+        self._rng = np.random.default_rng(seed)
+        self._games_started = 0
+        self._games: list[ShogiGame] = []
+        self._obs = np.zeros((num_envs, *OBS_SHAPE), dtype=np.float32)
+        self._features1 = [self._obs[i, :FEATURES1_NUM] for i in range(num_envs)]
+        self._features2 = [self._obs[i, FEATURES1_NUM:] for i in range(num_envs)]
+        self._mask = np.zeros((num_envs, NUM_LABELS), dtype=bool)
+        self._rewards = np.zeros(num_envs, dtype=np.float32)
+        self._dones = np.zeros(num_envs, dtype=bool)
+        self._winners = np.full(num_envs, -1, dtype=np.int8)
+        self._movers = np.zeros(num_envs, dtype=np.int8)
+        self._to_move = np.zeros(num_envs, dtype=np.int8)
+        self._reasons: list[str | None] = [None] * num_envs
+
+    # --- games -------------------------------------------------------------------------------
+
+    @property
+    def games(self) -> tuple[ShogiGame, ...]:
+        """The running games (read them; play only through `step`)."""
+        return tuple(self._games)
+
+    @property
+    def to_move(self) -> np.ndarray:
+        """Side to move (0/1) in each env's current position (reused buffer)."""
+        return self._to_move
+
+    def _make_game(self, sfen: str, name: str) -> ShogiGame:
+        return ShogiGame(sfen, max_plies=self.max_plies, declaration=self.declaration, name=name)
+
+    def _new_game(self, index: int) -> ShogiGame:
+        """The next game for env `index`: next start SFEN, then the random opening plies."""
+        sfen = self._start_sfens[self._games_started % len(self._start_sfens)]
+        name = f"env {index} game {self._games_started}"
+        self._games_started += 1
+        for _ in range(_OPENING_ATTEMPTS):
+            game = self._make_game(sfen, name)
+            for _ in range(self.random_opening_plies):
+                moves = game._legal
+                if game.push_move(moves[int(self._rng.integers(len(moves)))]) is not None:
+                    break
+            if not game.is_over:
+                game.opening_plies = game.ply
+                return game
+            _log.debug("random opening of %s ended the game; drawing another", name)
+        raise RuntimeError(f"{_OPENING_ATTEMPTS} random openings from {sfen} all ended the game")
+
+    def _observe(self, index: int, game: ShogiGame) -> None:
+        write_features(game._board, self._features1[index], self._features2[index])
+        row = self._mask[index]
+        row.fill(False)
+        row[game._labels] = True
+        self._to_move[index] = game._turn
+
+    # --- the gym-like interface ----------------------------------------------------------------
+
+    def reset(self, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Start every game afresh; returns (obs, mask), both reused buffers.
+
+        With `seed`, reseeds first; without, continues the environment's random stream.
+        """
+        if seed is not None:
+            self._seed = seed
+            self._rng = np.random.default_rng(seed)
+            self._games_started = 0
+        self._games = [self._new_game(i) for i in range(self.num_envs)]
+        for i, game in enumerate(self._games):
+            self._observe(i, game)
+        return self._obs, self._mask
+
+    def step(self, labels: np.ndarray | Sequence[int]) -> StepResult:
+        """Play `labels[i]` in game i. Every label is checked before any game moves: an illegal
+        one raises IllegalMoveError (naming the env, the label and the SFEN) and no game changes.
+        """
+        if not self._games:
+            raise RuntimeError("call reset() before step()")
+        chosen = np.asarray(labels)
+        if chosen.shape != (self.num_envs,) or chosen.dtype.kind not in "iu":
+            raise ValueError(f"labels must be integers of shape ({self.num_envs},)")
+        games = self._games
+        moves = [
+            game.move_for_label(label) for game, label in zip(games, chosen.tolist(), strict=True)
+        ]
+        rewards, dones, winners, movers = self._rewards, self._dones, self._winners, self._movers
+        rewards.fill(0.0)
+        dones.fill(False)
+        winners.fill(-1)
+        reasons = self._reasons
+        reasons[:] = [None] * self.num_envs
+        finished: list[tuple[int, GameRecord]] = []
+        for i, game in enumerate(games):
+            mover = game._turn
+            movers[i] = mover
+            end = game._apply(moves[i])
+            if end is not None:
+                dones[i] = True
+                reasons[i] = end.reason
+                winners[i] = end.winner_index
+                rewards[i] = end.reward_for(mover)
+                finished.append((i, game.record()))
+                game = games[i] = self._new_game(i)
+            self._observe(i, game)
+        return StepResult(
+            self._obs,
+            self._mask,
+            rewards,
+            dones,
+            reasons,
+            winners,
+            movers,
+            self._to_move,
+            finished,
+        )
+
+    def legal_mask(self) -> np.ndarray:
+        """The current masks (the buffer `reset`/`step` return)."""
+        return self._mask
+
+    def sample_random_labels(self, rng: np.random.Generator | None = None) -> np.ndarray:
+        """One uniformly random legal label per env (for baselines, tests and benchmarks)."""
+        generator = rng if rng is not None else self._rng
+        return np.array(
+            [labels[int(generator.integers(len(labels)))] for labels in self._legal_label_lists()],
+            dtype=np.int64,
+        )
+
+    def _legal_label_lists(self) -> list[list[int]]:
+        return [game._labels for game in self._games]
