@@ -32,7 +32,7 @@ from keisei.training.callbacks import (
     _CallbackBase,
 )
 from keisei.training.event_loop import BackgroundEventLoop
-from keisei.training.schedule import align_interval
+from keisei.training.schedule import DueQueue, align_interval
 
 AnyCallback = TypeVar("AnyCallback", bound=_CallbackBase)
 
@@ -75,6 +75,9 @@ class CallbackManager:
         self._handled_exception: BaseException | None = None
         self._closed = False
         self._loop = BackgroundEventLoop()
+        self._due = DueQueue()
+        self._every_step: list[tuple[int, Callback]] = []
+        self._dirty = True
 
     # ----------------------------------------------------------------- defaults
 
@@ -97,6 +100,7 @@ class CallbackManager:
                 self._defaults.discard(id(cb))
                 self._health.pop(id(cb), None)
         registry[:] = kept
+        self._dirty = True
         for cb in new:
             self._register(registry, cb, default=True)
 
@@ -137,6 +141,7 @@ class CallbackManager:
         if any(existing is cb for existing in self.callbacks + self.async_callbacks):
             raise ValueError(f"callback {cb!r} is already registered")
         registry.append(cb)
+        self._dirty = True
         self._health[id(cb)] = CallbackHealth()
         if default:
             self._defaults.add(id(cb))
@@ -158,6 +163,7 @@ class CallbackManager:
         self._register(self.async_callbacks, callback, default=False)
 
     def _remove(self, registry: list[AnyCallback], callback_type: type) -> bool:
+        self._dirty = True
         removed = [cb for cb in registry if isinstance(cb, callback_type)]
         for cb in removed:
             self._defaults.discard(id(cb))
@@ -222,6 +228,7 @@ class CallbackManager:
             raise exc
         if health.consecutive_failures >= self.max_consecutive_failures and not health.disabled:
             health.disabled = True
+            self._dirty = True
             self.logger.warning(
                 "callback %s disabled after %d consecutive failures",
                 cb.name,
@@ -236,9 +243,35 @@ class CallbackManager:
         else:
             self._succeeded(cb)
 
+    def _rebuild_dispatch(self) -> None:
+        """Index the enabled sync callbacks: every-step ones, and scheduled ones by due step."""
+        count = len(self.callbacks)
+        every_step: list[tuple[int, Callback]] = []
+        scheduled = []
+        for index, cb in enumerate(self.callbacks):
+            if self._health.get(id(cb), CallbackHealth()).disabled:
+                continue
+            # Rank: registration order, with checkpoint callbacks after all the others.
+            rank = index + (count if isinstance(cb, CheckpointCallback) else 0)
+            if cb.schedule is None:
+                every_step.append((rank, cb))
+            else:
+                scheduled.append((rank, cb.schedule, cb))
+        self._every_step = every_step
+        self._due.rebuild(scheduled)
+        self._dirty = False
+
     def execute_step_callbacks(self, trainer: TrainerView) -> None:
-        """Run every enabled sync callback's `on_step_end` (checkpoints last)."""
-        for cb in self._active(self.callbacks):
+        """Run the `on_step_end` of every enabled sync callback that is due (checkpoints last).
+
+        Scheduled callbacks that are not due are not called at all.
+        """
+        if self._dirty:
+            self._rebuild_dispatch()
+        due = self._due.pop_due(trainer.global_timestep)
+        if not due and not self._every_step:
+            return
+        for _, cb in sorted([*self._every_step, *due], key=lambda pair: pair[0]):
             self._call(cb, "on_step_end", trainer)
 
     async def _gather(
@@ -296,8 +329,13 @@ class CallbackManager:
         return [*self.callbacks, *self.async_callbacks]
 
     def on_train_start(self, trainer: TrainerView) -> None:
+        """Anchor schedules at the current step (unless restored), then each callback's hook."""
         self._closed = False
         self._handled_exception = None
+        for cb in self.callbacks:
+            if cb.schedule is not None:
+                cb.schedule.start(trainer.global_timestep)
+        self._dirty = True
         for cb in self._every():
             self._call(cb, "on_train_start", trainer)
 
@@ -355,7 +393,11 @@ class CallbackManager:
         state: dict[str, Any] = {}
         for registry in (self.callbacks, self.async_callbacks):
             state[self._section(registry)] = {
-                key: cb.state_dict() for key, cb in zip(self._keys(registry), registry, strict=True)
+                key: {
+                    "state": cb.state_dict(),
+                    "schedule": None if cb.schedule is None else cb.schedule.state_dict(),
+                }
+                for key, cb in zip(self._keys(registry), registry, strict=True)
             }
         return state
 
@@ -379,4 +421,8 @@ class CallbackManager:
             return
         key = self._keys(registry)[next(i for i, c in enumerate(registry) if c is cb)]
         if key in pending:
-            cb.load_state_dict(pending.pop(key))
+            saved = pending.pop(key)
+            cb.load_state_dict(saved.get("state", {}))
+            if cb.schedule is not None and saved.get("schedule") is not None:
+                cb.schedule.load_state_dict(saved["schedule"])
+            self._dirty = True

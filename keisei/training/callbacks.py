@@ -99,6 +99,9 @@ class _CallbackBase:
 
     critical: bool = False
     """A critical callback that fails stops training (after a final checkpoint and teardown)."""
+    schedule: EveryNSteps | None = None
+    """For a sync callback: when set, the manager calls `on_step_end` only when it is due (and
+    saves the schedule's state); when None, `on_step_end` runs after every epoch."""
 
     def __init__(self, *, critical: bool = False, name: str | None = None) -> None:
         self.critical = critical
@@ -154,23 +157,7 @@ class AsyncCallback(_CallbackBase):
         return None
 
 
-class _Periodic:
-    """Mixin: an `EveryNSteps` schedule anchored at train start and saved in checkpoints."""
-
-    schedule: EveryNSteps
-
-    def on_train_start(self, trainer: TrainerView) -> None:
-        self.schedule.start(trainer.global_timestep)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"schedule": self.schedule.state_dict()}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if "schedule" in state:
-            self.schedule.load_state_dict(state["schedule"])
-
-
-class CheckpointCallback(_Periodic, Callback):
+class CheckpointCallback(Callback):
     """Saves a checkpoint every `interval` steps, and a final one when training stops.
 
     The manager runs checkpoint callbacks after all others at the same step, so a checkpoint
@@ -196,8 +183,7 @@ class CheckpointCallback(_Periodic, Callback):
         trainer.logger.info("%scheckpoint for step %d: %s", "final " if final else "", step, path)
 
     def on_step_end(self, trainer: TrainerView) -> None:
-        if self.schedule.due(trainer.global_timestep):
-            self._save(trainer, final=False)
+        self._save(trainer, final=False)
 
     def _save_final(self, trainer: TrainerView) -> None:
         if trainer.checkpoint_saver is not None and self.last_saved_step != trainer.global_timestep:
@@ -210,10 +196,9 @@ class CheckpointCallback(_Periodic, Callback):
         self._save_final(trainer)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "last_saved_step": self.last_saved_step}
+        return {"last_saved_step": self.last_saved_step}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        super().load_state_dict(state)
         self.last_saved_step = state.get("last_saved_step")
 
 
@@ -222,7 +207,7 @@ def _report_evaluation(trainer: TrainerView, name: str, result: EvaluationResult
     return result.metrics()
 
 
-class EvaluationCallback(_Periodic, Callback):
+class EvaluationCallback(Callback):
     """Runs the evaluator every `interval` steps; the loop waits for it."""
 
     def __init__(self, interval: int, **kwargs: Any) -> None:
@@ -233,8 +218,6 @@ class EvaluationCallback(_Periodic, Callback):
 
     def on_step_end(self, trainer: TrainerView) -> None:
         step = trainer.global_timestep
-        if not self.schedule.due(step):
-            return
         evaluator = trainer.evaluator
         if evaluator is None:
             raise RuntimeError(
@@ -252,7 +235,7 @@ class EvaluationCallback(_Periodic, Callback):
         trainer.record_metrics(_report_evaluation(trainer, self.name, result))
 
 
-class AsyncEvaluationCallback(_Periodic, AsyncCallback):
+class AsyncEvaluationCallback(AsyncCallback):
     """Starts an evaluation every `interval` steps without making the loop wait.
 
     The evaluator snapshots the weights and plays in another process; the result is returned as
@@ -276,7 +259,7 @@ class AsyncEvaluationCallback(_Periodic, AsyncCallback):
             raise ValueError(f"policy must be 'skip' or 'queue', got {policy!r}")
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
-        self.schedule = EveryNSteps(interval)
+        self.trigger = EveryNSteps(interval)
         self.policy = policy
         self.capacity = 1 if policy == "skip" else 1 + queue_size
         self.shutdown_timeout_s = shutdown_timeout_s
@@ -335,7 +318,7 @@ class AsyncEvaluationCallback(_Periodic, AsyncCallback):
         return reports
 
     def on_train_start(self, trainer: TrainerView) -> None:
-        super().on_train_start(trainer)
+        self.trigger.start(trainer.global_timestep)
         interrupted, self._interrupted_steps = self._interrupted_steps, []
         for step in interrupted:
             if step == trainer.global_timestep:
@@ -357,7 +340,7 @@ class AsyncEvaluationCallback(_Periodic, AsyncCallback):
     async def on_step_end(self, trainer: TrainerView) -> Metrics | None:
         # One finished result per call, oldest first, so a result never shadows another's keys.
         reports = self._collect(trainer, limit=1)
-        if self.schedule.due(trainer.global_timestep):
+        if self.trigger.due(trainer.global_timestep):
             self._launch(trainer, trainer.global_timestep)
         metrics = reports[0] if reports else {}
         if self.skipped:
@@ -396,14 +379,15 @@ class AsyncEvaluationCallback(_Periodic, AsyncCallback):
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            **super().state_dict(),
+            "trigger": self.trigger.state_dict(),
             "running_steps": self.running_steps,
             "skipped": self.skipped,
             "failed": self.failed,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        super().load_state_dict(state)
+        if "trigger" in state:
+            self.trigger.load_state_dict(state["trigger"])
         self.skipped = int(state.get("skipped", 0))
         self.failed = int(state.get("failed", 0))
         self._interrupted_steps = [int(step) for step in state.get("running_steps", [])]

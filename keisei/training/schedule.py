@@ -8,6 +8,7 @@ of its interval, however far the counter jumps between calls.
 
 from __future__ import annotations
 
+import heapq
 import logging
 from typing import Any
 
@@ -75,3 +76,35 @@ class EveryNSteps:
             # Keep the position in steps, expressed in the new interval.
             last = (int(last) * saved_interval) // self.interval
         self.last_multiple = None if last is None else int(last)
+
+
+class DueQueue:
+    """Callbacks with a schedule, ordered by the next step at which each is due.
+
+    Lets the manager skip callbacks that are not due without calling them: the cost of a step on
+    which nothing is due does not grow with the number of scheduled callbacks.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, int, EveryNSteps, Any]] = []
+
+    @staticmethod
+    def _next_due(schedule: EveryNSteps) -> int:
+        return ((schedule.last_multiple or 0) + 1) * schedule.interval
+
+    def rebuild(self, entries: list[tuple[int, EveryNSteps, Any]]) -> None:
+        """Replace the contents with (order, schedule, item) entries."""
+        self._heap = [(self._next_due(s), order, s, item) for order, s, item in entries]
+        heapq.heapify(self._heap)
+
+    def pop_due(self, step: int) -> list[tuple[int, Any]]:
+        """The (order, item) pairs due at `step`; their schedules record that they fired."""
+        fired = []
+        heap = self._heap
+        while heap and heap[0][0] <= step:
+            _, order, schedule, item = heapq.heappop(heap)
+            schedule.due(step)
+            fired.append((order, schedule, item))
+        for order, schedule, item in fired:
+            heapq.heappush(heap, (self._next_due(schedule), order, schedule, item))
+        return [(order, item) for order, _, item in fired]

@@ -236,9 +236,9 @@ def test_an_evaluation_running_at_checkpoint_time_is_rerun_after_resume(
         manager.execute_step_callbacks_async(trainer)
         manager.execute_step_callbacks(trainer)
     _, manifest = trainer.checkpoint_saver.load(trainer.run_dir / "checkpoints" / "step_000000200")
-    assert manifest["callbacks"]["async_callbacks"]["AsyncEvaluationCallback"]["running_steps"] == [
-        200
-    ]
+    assert manifest["callbacks"]["async_callbacks"]["AsyncEvaluationCallback"]["state"][
+        "running_steps"
+    ] == [200]
     manager.close()
 
     resumed_manager = _async_eval_manager(

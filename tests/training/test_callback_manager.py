@@ -148,7 +148,7 @@ def test_use_async_evaluation_replaces_sync_evaluation_once(make_manager: MakeMa
     assert [type(cb) for cb in manager.get_callbacks()] == [CheckpointCallback]
     asyncs = manager.get_async_callbacks()
     assert [type(cb) for cb in asyncs] == [AsyncEvaluationCallback]
-    assert asyncs[0].schedule.interval == 200
+    assert asyncs[0].trigger.interval == 200
 
 
 def test_intervals_are_aligned_once_by_one_helper_for_every_path(
@@ -167,7 +167,7 @@ def test_intervals_are_aligned_once_by_one_helper_for_every_path(
         manager.setup_async_callbacks()  # not async mode: creates nothing, logs nothing
     checkpoint = manager.get_callbacks()[0]
     assert isinstance(sync_eval, EvaluationCallback)
-    assert sync_eval.schedule.interval == async_eval.schedule.interval == 300
+    assert sync_eval.schedule.interval == async_eval.trigger.interval == 300
     assert checkpoint.schedule.interval == 400
     notes = [r.getMessage() for r in caplog.records if "not a multiple" in r.getMessage()]
     assert len(notes) == 2
@@ -209,7 +209,7 @@ def test_checkpoint_runs_after_other_callbacks_at_the_same_step(
     trainer.run(epochs=3)
     _, manifest = trainer.checkpoint_saver.load(trainer.run_dir / "checkpoints" / "step_000000300")
     # The recorder, registered after it, had already run at step 300 when the checkpoint was taken.
-    assert manifest["callbacks"]["callbacks"]["Recorder"]["steps_seen"] == [100, 200, 300]
+    assert manifest["callbacks"]["callbacks"]["Recorder"]["state"]["steps_seen"] == [100, 200, 300]
 
 
 def test_failing_callback_is_logged_with_traceback_counted_and_training_continues(

@@ -51,5 +51,5 @@ def test_training_loop_with_checkpoints_and_background_evaluation(
         expected = play_games(weights, step, 8, 0.0)
         assert record["evaluation/win_rate"] == expected.win_rate
         assert record["evaluation/avg_game_length"] == expected.avg_game_length
-        schedule = manifest["callbacks"]["async_callbacks"]["AsyncEvaluationCallback"]["schedule"]
-        assert schedule["last_multiple"] == step // 300
+        saved = manifest["callbacks"]["async_callbacks"]["AsyncEvaluationCallback"]["state"]
+        assert saved["trigger"]["last_multiple"] == step // 300
