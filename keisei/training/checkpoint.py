@@ -1,0 +1,412 @@
+"""The checkpoint store: atomic, asynchronous, checksummed, safe to load, resumable.
+
+A checkpoint is a directory `step_000123456/` holding `model.safetensors`, `optimizer.safetensors`
+(optimizer, scheduler and scaler tensors) and `manifest.json` (everything else, with the sha256
+of each data file). A save copies the state to CPU memory, which is all the training loop waits
+for; a background thread writes into a temporary directory beside the target, fsyncs, renames it
+into place, updates the `latest` pointer atomically, then applies the retention policy. At most
+one write is in flight; a failed write is logged at once and raised by the next `save()`,
+`flush()` or `close()`. Loading verifies every checksum and never uses pickle.
+
+Typical use::
+
+    store = CheckpointStore.from_config(cfg.checkpoint, run_dir / "checkpoints")
+    store.save(TrainingState(step=step, model=model, optimizer=optimizer, ...))
+    ...
+    checkpoint = store.load_latest()
+    checkpoint.restore(model, optimizer, scheduler)
+    store.close()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from keisei.log import get_logger
+from keisei.training.checkpoint_codec import decode
+from keisei.training.checkpoint_errors import (
+    CheckpointCorruptError,
+    CheckpointError,
+    CheckpointFormatError,
+    CheckpointMismatchError,
+    CheckpointNameError,
+    CheckpointNotFoundError,
+    CheckpointWriteError,
+)
+from keisei.training.checkpoint_files import (
+    FileRecord,
+    fsync_dir,
+    replace_atomic,
+    write_durable,
+    write_tensors,
+)
+from keisei.training.checkpoint_layout import (
+    MANIFEST,
+    MODEL_FILE,
+    OPTIMIZER_FILE,
+    POINTER,
+    TEMP_PREFIX,
+    TRASH_PREFIX,
+    checkpoint_dirs,
+    latest_candidates,
+    read_pointer,
+    resolve_checkpoint,
+    run_checkpoint_dir,
+    step_of,
+    validate_name,
+)
+from keisei.training.checkpoint_load import (
+    LoadedCheckpoint,
+    architecture_differences,
+    load_checkpoint,
+    read_manifest,
+)
+from keisei.training.checkpoint_retention import RetentionPolicy
+from keisei.training.checkpoint_snapshot import (
+    Snapshot,
+    StagingBuffers,
+    TrainingState,
+    take_snapshot,
+)
+from keisei.training.checkpoint_weights import (
+    import_state_dict,
+    load_model_weights,
+    read_architecture,
+)
+from keisei.training.rng_state import capture_rng_state, restore_rng_state
+
+if TYPE_CHECKING:
+    from keisei.config import CheckpointConfig
+
+__all__ = [
+    "CheckpointCorruptError",
+    "CheckpointError",
+    "CheckpointFormatError",
+    "CheckpointMismatchError",
+    "CheckpointNameError",
+    "CheckpointNotFoundError",
+    "CheckpointStore",
+    "CheckpointWriteError",
+    "LoadedCheckpoint",
+    "StateSaver",
+    "TrainingState",
+    "capture_rng_state",
+    "import_state_dict",
+    "load_checkpoint",
+    "load_model_weights",
+    "read_architecture",
+    "read_manifest",
+    "resolve_checkpoint",
+    "restore_rng_state",
+    "run_checkpoint_dir",
+    "validate_name",
+]
+
+_logger = get_logger("checkpoint")
+
+
+class CheckpointStore:
+    """Saves and loads the checkpoints of one run, in `directory` and nowhere else.
+
+    Call `save`, `flush` and `close` from one thread (the training loop's). Readers in other
+    processes should use `load_model_weights`/`load_checkpoint`, which never modify the directory.
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        keep_last: int = 5,
+        keep_every: int | None = None,
+        best_metric: str | None = None,
+        async_save: bool = True,
+    ) -> None:
+        self._directory = Path(directory)
+        self.policy = RetentionPolicy(keep_last, keep_every, best_metric)
+        self.async_save = async_save
+        self._buffers = StagingBuffers()
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: tuple[str, Future[Path]] | None = None
+        self._lock = threading.RLock()
+        self._closed = False
+        self._stale_removed = False
+
+    @classmethod
+    def from_config(cls, cfg: CheckpointConfig, directory: str | Path) -> CheckpointStore:
+        """A store configured by the `checkpoint` section of the run's config."""
+        return cls(
+            directory,
+            keep_last=cfg.keep_last,
+            keep_every=cfg.keep_every_timesteps,
+            best_metric=cfg.best_metric,
+            async_save=cfg.async_save,
+        )
+
+    @property
+    def directory(self) -> Path:
+        return self._directory
+
+    def __enter__(self) -> CheckpointStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "async" if self.async_save else "sync"
+        return f"CheckpointStore({str(self._directory)!r}, {mode}, {self.policy})"
+
+    # ---- saving ---------------------------------------------------------------------------
+
+    def save(self, state: TrainingState, *, wait: bool = False) -> Path:
+        """Save `state`; returns the checkpoint directory (which exists once the write is done).
+
+        Returns as soon as the state is copied to CPU memory, unless `wait` is True or the store
+        is synchronous: then only once the checkpoint is committed. First waits for the previous
+        write; if that one failed, raises its `CheckpointWriteError` and saves nothing.
+        """
+        with self._lock:
+            if self._closed:
+                raise CheckpointError(f"checkpoint store {self._directory} is closed")
+            self._finish_pending(raise_error=True)
+            snapshot = take_snapshot(state, self._buffers)
+            if wait or not self.async_save:
+                self._write_reporting(snapshot)
+            else:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(1, thread_name_prefix="checkpoint-writer")
+                future = self._executor.submit(self._write_reporting, snapshot)
+                self._pending = (snapshot.name, future)
+            return self._directory / snapshot.name
+
+    def saver(self, make_state: Callable[[int], TrainingState]) -> StateSaver:
+        """A `CheckpointSaver` for `CheckpointCallback`: `make_state(step)` builds what to save."""
+        return StateSaver(self, make_state)
+
+    @property
+    def pending(self) -> str | None:
+        """The name of the checkpoint being written in the background, if any."""
+        pending = self._pending
+        return pending[0] if pending is not None and not pending[1].done() else None
+
+    def flush(self) -> None:
+        """Wait until the write in flight is on disk; raise its error if it failed."""
+        with self._lock:
+            self._finish_pending(raise_error=True)
+
+    def close(self) -> None:
+        """Flush, stop the writer thread and free the staging memory. Safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._finish_pending(raise_error=True)
+            finally:
+                if self._executor is not None:
+                    self._executor.shutdown(wait=True)
+                    self._executor = None
+                self._buffers.release()
+
+    def _finish_pending(self, *, raise_error: bool) -> None:
+        pending = self._pending
+        if pending is None:
+            return
+        _, future = pending
+        exc = future.exception()
+        if exc is None or raise_error:
+            self._pending = None
+        if exc is not None and raise_error:
+            raise exc
+
+    def _write_reporting(self, snapshot: Snapshot) -> Path:
+        try:
+            return self._write(snapshot)
+        except Exception as exc:
+            message = (
+                f"writing checkpoint {snapshot.name} in {self._directory} failed: "
+                f"{type(exc).__name__}: {exc}; earlier checkpoints are intact"
+            )
+            _logger.error(message, exc_info=exc)
+            raise CheckpointWriteError(message, name=snapshot.name) from exc
+
+    def _write(self, snapshot: Snapshot) -> Path:
+        started = time.perf_counter()
+        directory = self._directory
+        directory.mkdir(parents=True, exist_ok=True)
+        if not self._stale_removed:
+            self._remove_stale()
+            self._stale_removed = True
+        target = directory / snapshot.name
+        temp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{snapshot.name}-", dir=directory))
+        trash: Path | None = None
+        try:
+            temp.chmod(0o755)
+            files: dict[str, FileRecord] = {
+                MODEL_FILE: write_tensors(temp / MODEL_FILE, snapshot.model_tensors)
+            }
+            if snapshot.optimizer_tensors:
+                files[OPTIMIZER_FILE] = write_tensors(
+                    temp / OPTIMIZER_FILE, snapshot.optimizer_tensors
+                )
+            manifest = {**snapshot.manifest, "files": {k: v.to_json() for k, v in files.items()}}
+            write_durable(temp / MANIFEST, json.dumps(manifest, allow_nan=False).encode())
+            fsync_dir(temp)
+            if os.path.lexists(target):
+                trash = directory / f"{TRASH_PREFIX}{snapshot.name}-{secrets.token_hex(4)}"
+                os.rename(target, trash)
+            os.rename(temp, target)
+            fsync_dir(directory)
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
+        replace_atomic(directory / POINTER, f"{snapshot.name}\n".encode())
+        if trash is not None:
+            _remove(trash)
+        self._apply_retention()
+        _logger.debug(
+            "checkpoint %s written: %.1f MB in %.2f s",
+            snapshot.name,
+            snapshot.nbytes / 1e6,
+            time.perf_counter() - started,
+        )
+        return target
+
+    def _remove_stale(self) -> None:
+        """Remove temporary and half-deleted directories left by a process that died."""
+        for entry in self._directory.iterdir():
+            if entry.name.startswith((TEMP_PREFIX, TRASH_PREFIX, f".{POINTER}.tmp-")):
+                _logger.info("removing %s, left over by an interrupted save", entry)
+                _remove(entry)
+
+    def _metric(self, path: Path) -> float | None:
+        metric = self.policy.best_metric
+        if metric is None:
+            return None
+        try:
+            manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+            value = decode(manifest.get("metrics", {}), {}).get(metric)
+            return float(value) if isinstance(value, int | float) else None
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    def _apply_retention(self) -> None:
+        try:
+            by_step = {
+                step: path
+                for path in checkpoint_dirs(self._directory)
+                if (step := step_of(path.name)) is not None
+            }
+            try:
+                pointer = read_pointer(self._directory)
+            except CheckpointCorruptError:
+                pointer = None
+            protected = {step_of(pointer) or 0} if pointer is not None else set()
+            entries = [(step, self._metric(path)) for step, path in by_step.items()]
+            for step in self.policy.to_delete(entries, protected=protected):
+                path = by_step[step]
+                trash = self._directory / f"{TRASH_PREFIX}{path.name}-{secrets.token_hex(4)}"
+                os.rename(path, trash)
+                _remove(trash)
+                _logger.debug("retention: deleted checkpoint %s", path.name)
+        except OSError as exc:
+            _logger.warning("retention in %s failed (nothing lost): %s", self._directory, exc)
+
+    # ---- loading --------------------------------------------------------------------------
+
+    def checkpoints(self) -> list[Path]:
+        """The complete checkpoints in the store, oldest step first (checksums not verified)."""
+        return checkpoint_dirs(self._directory)
+
+    def latest(self) -> Path | None:
+        """The checkpoint `latest` designates, or None if the store holds none (not verified)."""
+        try:
+            return resolve_checkpoint(self._directory)
+        except CheckpointNotFoundError:
+            return None
+
+    def load(
+        self, path: str | Path, *, architecture: Mapping[str, Any] | None = None
+    ) -> LoadedCheckpoint:
+        """Load and verify one checkpoint: a name in this store (`step_000000100`) or a path.
+
+        With `architecture`, a checkpoint of another architecture raises
+        `CheckpointMismatchError` before any tensor is read.
+        """
+        self._drain()
+        path = Path(path)
+        if path.name == POINTER and len(path.parts) == 1:
+            return self.load_latest(architecture=architecture)
+        if len(path.parts) == 1 and not path.is_absolute():
+            path = self._directory / validate_name(str(path), "checkpoint name")
+        return _load_checked(path, architecture)
+
+    def load_latest(self, *, architecture: Mapping[str, Any] | None = None) -> LoadedCheckpoint:
+        """Load the latest checkpoint; if it is corrupt, the newest valid one, with a warning."""
+        self._drain()
+        failures: list[str] = []
+        for candidate in latest_candidates(self._directory):
+            if not candidate.is_dir():
+                failures.append(f"{candidate.name} (named by {POINTER}) does not exist")
+                _logger.warning("%s; trying an older checkpoint", failures[-1])
+                continue
+            try:
+                checkpoint = _load_checked(candidate, architecture)
+            except CheckpointCorruptError as exc:
+                failures.append(str(exc))
+                _logger.warning("%s; trying an older checkpoint", exc)
+                continue
+            if failures:
+                _logger.warning(
+                    "loaded %s, the newest valid checkpoint in %s", candidate.name, self._directory
+                )
+            return checkpoint
+        detail = f": {'; '.join(failures)}" if failures else ""
+        raise CheckpointNotFoundError(f"no valid checkpoint in {self._directory}{detail}")
+
+    def _drain(self) -> None:
+        """Let the write in flight finish, so loads see it; its error stays for `save`/`flush`."""
+        with self._lock:
+            self._finish_pending(raise_error=False)
+
+
+class StateSaver:
+    """Adapts a store to the callbacks' `CheckpointSaver` protocol (`save(step, wait=...)`)."""
+
+    def __init__(self, store: CheckpointStore, make_state: Callable[[int], TrainingState]) -> None:
+        self.store = store
+        self._make_state = make_state
+
+    def save(self, step: int, *, wait: bool = False) -> Path:
+        state = self._make_state(step)
+        if state.step != step:
+            raise CheckpointError(f"asked to save step {step}, but the state is at {state.step}")
+        return self.store.save(state, wait=wait)
+
+
+def _load_checked(path: Path, architecture: Mapping[str, Any] | None) -> LoadedCheckpoint:
+    if architecture is not None:
+        manifest = read_manifest(path)
+        differences = architecture_differences(manifest, architecture)
+        if differences:
+            raise CheckpointMismatchError(
+                f"checkpoint {path} is of another architecture: {differences}"
+            )
+    return load_checkpoint(path)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

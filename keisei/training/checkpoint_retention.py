@@ -1,0 +1,56 @@
+"""Which checkpoints to keep: the last K, every multiple of a step interval, the best by a metric.
+
+The rule is a pure function of the checkpoints present, so it can be tested on its own; the store
+applies it after each commit. The checkpoint `latest` points to is never selected for deletion.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """`keep_last` newest checkpoints, plus steps divisible by `keep_every`, plus the best one
+    by metric `best_metric` (higher is better) among checkpoints that reported it."""
+
+    keep_last: int = 5
+    keep_every: int | None = None
+    best_metric: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.keep_last, bool) or not isinstance(self.keep_last, int):
+            raise ValueError(f"keep_last must be an int, got {self.keep_last!r}")
+        if self.keep_last < 1:
+            raise ValueError(f"keep_last must be at least 1, got {self.keep_last}")
+        if self.keep_every is not None and (
+            isinstance(self.keep_every, bool)
+            or not isinstance(self.keep_every, int)
+            or self.keep_every < 1
+        ):
+            raise ValueError(f"keep_every must be None or an int >= 1, got {self.keep_every!r}")
+
+    def to_delete(
+        self,
+        checkpoints: Iterable[tuple[int, float | None]],
+        *,
+        protected: Iterable[int] = (),
+    ) -> list[int]:
+        """Steps to delete among `checkpoints` = (step, metric value or None) pairs.
+
+        `protected` steps (the `latest` target) are always kept. The best checkpoint is the one
+        with the highest finite metric value; on a tie, the earliest.
+        """
+        entries = sorted(dict(checkpoints).items())
+        keep = set(protected)
+        keep.update(step for step, _ in entries[-self.keep_last :])
+        if self.keep_every is not None:
+            keep.update(step for step, _ in entries if step % self.keep_every == 0)
+        scored = [
+            (value, -step) for step, value in entries if value is not None and math.isfinite(value)
+        ]
+        if self.best_metric is not None and scored:
+            keep.add(-max(scored)[1])
+        return [step for step, _ in entries if step not in keep]
