@@ -64,7 +64,13 @@ class View:
 
 
 def ours(total: int, due: int) -> float:
-    config = load_config(overrides=[f"training.steps_per_epoch={STEPS_PER_EPOCH}"])
+    config = load_config(
+        overrides=[
+            "env.num_envs=1",
+            "ppo.minibatch_size=1",
+            f"training.steps_per_epoch={STEPS_PER_EPOCH}",
+        ]
+    )
     manager = CallbackManager(config, "unused")
     for i in range(total):
         interval = STEPS_PER_EPOCH if i < due else 10**12

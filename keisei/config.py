@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 """A whole number > 0; `true` or `2.5` are errors, not silently converted."""
@@ -28,14 +35,18 @@ def _not_bool(value: Any) -> Any:
 
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False), BeforeValidator(_not_bool)]
+Fraction = Annotated[float, Field(ge=0, le=1), BeforeValidator(_not_bool)]
 
 __all__ = [
     "CallbacksConfig",
     "CheckpointConfig",
     "Config",
     "ConfigError",
+    "EnvConfig",
     "EvaluationConfig",
     "LoggingConfig",
+    "ModelConfig",
+    "PPOConfig",
     "TrainingConfig",
     "config_hash",
     "dump_config",
@@ -63,6 +74,44 @@ class TrainingConfig(_Section):
     seed: int = 0
     device: str = "auto"
     """`auto` (CUDA when available, else CPU), `cpu`, `cuda`, `cuda:1`, ..."""
+
+
+class EnvConfig(_Section):
+    num_envs: PositiveInt = 32
+    """Self-play games stepped together (one batched forward pass per ply)."""
+    max_plies: PositiveInt = 512
+    """A game reaching this many plies is a draw."""
+    declaration: bool = True
+    """Entering-king declaration (27-point rule) wins."""
+
+
+class ModelConfig(_Section):
+    blocks: PositiveInt = 2
+    channels: PositiveInt = 32
+    squeeze_excitation: bool = False
+    value_hidden: PositiveInt = 64
+
+
+class PPOConfig(_Section):
+    learning_rate: PositiveFloat = 3e-4
+    lr_schedule: Literal["constant", "linear"] = "constant"
+    """`linear` decays the learning rate to zero over `training.total_timesteps`."""
+    gamma: Fraction = 0.99
+    """Discount per own move."""
+    gae_lambda: Fraction = 0.95
+    clip_coef: PositiveFloat = 0.2
+    value_coef: PositiveFloat = 0.5
+    entropy_coef: Annotated[float, Field(ge=0)] = 0.01
+    max_grad_norm: PositiveFloat = 0.5
+    update_epochs: PositiveInt = 4
+    minibatch_size: PositiveInt = 256
+    normalize_advantages: bool = True
+    target_kl: PositiveFloat | None = None
+    """Stop an update's epochs early once the approximate KL passes this."""
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    """Mixed precision for the update (CUDA only; ignored with a warning on CPU)."""
+    compile: bool = False
+    """Run the network through `torch.compile`."""
 
 
 class EvaluationConfig(_Section):
@@ -104,10 +153,28 @@ class LoggingConfig(_Section):
 
 class Config(_Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    env: EnvConfig = Field(default_factory=EnvConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    ppo: PPOConfig = Field(default_factory=PPOConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     callbacks: CallbacksConfig = Field(default_factory=CallbacksConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        spe, envs = self.training.steps_per_epoch, self.env.num_envs
+        if spe % envs:
+            raise ValueError(
+                f"training.steps_per_epoch = {spe} must be a multiple of env.num_envs = {envs} "
+                "(each epoch plays the same number of plies in every game)"
+            )
+        if self.ppo.minibatch_size > spe:
+            raise ValueError(
+                f"ppo.minibatch_size = {self.ppo.minibatch_size} exceeds "
+                f"training.steps_per_epoch = {spe}"
+            )
+        return self
 
 
 def _describe(error: ValidationError) -> str:
@@ -115,7 +182,9 @@ def _describe(error: ValidationError) -> str:
     for item in error.errors():
         path = ".".join(str(part) for part in item["loc"]) or "<root>"
         value = item.get("input")
-        if item["type"] == "extra_forbidden":
+        if not item["loc"]:
+            lines.append(item["msg"].removeprefix("Value error, "))
+        elif item["type"] == "extra_forbidden":
             lines.append(f"unknown key '{path}' (value {value!r})")
         else:
             lines.append(f"'{path}' = {value!r}: {item['msg']}")

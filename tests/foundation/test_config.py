@@ -20,9 +20,9 @@ def test_default_yaml_lists_exactly_the_model_defaults():
 
 def test_overrides_are_typed_and_applied(tmp_path: Path):
     path = tmp_path / "c.yaml"
-    path.write_text("training:\n  steps_per_epoch: 64\n")
+    path.write_text("training:\n  steps_per_epoch: 512\n")
     config = load_config(path, ["training.total_timesteps=1000", "evaluation.async_mode=true"])
-    assert config.training.steps_per_epoch == 64
+    assert config.training.steps_per_epoch == 512
     assert config.training.total_timesteps == 1000
     assert config.evaluation.async_mode is True
 
@@ -87,3 +87,14 @@ def test_dump_round_trips_and_hash_is_stable(tmp_path: Path):
     assert again == config
     assert config_hash(again) == config_hash(config)
     assert config_hash(Config()) != config_hash(config)
+
+
+def test_cross_field_rules_name_both_keys():
+    with pytest.raises(
+        ConfigError, match="training.steps_per_epoch = 100 must be a multiple of env.num_envs = 32"
+    ):
+        load_config(overrides=["training.steps_per_epoch=100"])
+    with pytest.raises(ConfigError, match="ppo.minibatch_size = 4096 exceeds"):
+        load_config(overrides=["ppo.minibatch_size=4096"])
+    with pytest.raises(ConfigError, match="'ppo.gamma' = 1.5"):
+        load_config(overrides=["ppo.gamma=1.5"])

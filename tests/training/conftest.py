@@ -14,6 +14,8 @@ from tests.support.mini_trainer import MiniTrainer, ProcessEvaluator
 def make_config() -> Callable[..., Config]:
     def make(*overrides: str) -> Config:
         base = [
+            "env.num_envs=1",
+            "ppo.minibatch_size=1",
             "training.steps_per_epoch=100",
             "training.checkpoint_interval_timesteps=300",
             "evaluation.evaluation_interval_timesteps=200",

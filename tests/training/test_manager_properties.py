@@ -50,7 +50,12 @@ class RegistryMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         config = load_config(
-            overrides=["training.steps_per_epoch=50", "evaluation.enable_periodic_evaluation=true"]
+            overrides=[
+                "env.num_envs=1",
+                "ppo.minibatch_size=1",
+                "training.steps_per_epoch=50",
+                "evaluation.enable_periodic_evaluation=true",
+            ]
         )
         self.manager = CallbackManager(config, Path("unused"))
         self.sync_model: list = []
@@ -150,7 +155,9 @@ class Counter(Callback):
 def test_dispatch_fires_once_per_crossed_multiple_across_a_resume(
     tmp_path_factory, interval: int, jumps: list[int], resume_at: int
 ):
-    config = load_config(overrides=["training.steps_per_epoch=1"])
+    config = load_config(
+        overrides=["env.num_envs=1", "ppo.minibatch_size=1", "training.steps_per_epoch=1"]
+    )
     run_dir = tmp_path_factory.mktemp("run")
     manager = CallbackManager(config, run_dir)
     counter = Counter(interval)
