@@ -15,8 +15,8 @@ import cshogi
 _HAND_RE: Final = re.compile(r"(\d*)([PLNSGBRplnsgbr])")
 _PROMOTABLE: Final = set("PLNSBRplnsbr")
 _PIECES: Final = set("PLNSGBRKplnsgbrk")
-# How many of each piece exist in a standard set (a promoted piece counts as its base piece).
-_PIECE_LIMITS: Final = {"P": 18, "L": 4, "N": 4, "S": 4, "G": 4, "B": 2, "R": 2, "K": 1}
+# How many of each piece a full set has, both sides together (promoted pieces count as base).
+_PIECE_LIMITS: Final = {"P": 18, "L": 4, "N": 4, "S": 4, "G": 4, "B": 2, "R": 2, "K": 2}
 
 
 class InvalidSfenError(ValueError):

@@ -54,7 +54,7 @@ def mate_in_one(game: ShogiGame) -> int | None:
     if game.is_over:
         return None
     move = game.board_copy().mate_move_in_1ply()
-    if not move:
+    if not move or move not in game.legal_moves():
         return None
     label = game.label_for_move(move)
     return label if gives_mate(game, label) else None
