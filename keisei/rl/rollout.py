@@ -1,0 +1,192 @@
+"""Self-play rollouts: N games, one batched forward pass per ply, stored per mover.
+
+`SelfPlayCollector.collect()` plays `steps` plies in each of the env's games with the current
+policy (under `torch.inference_mode()`), keeping each transition from the mover's point of view,
+then computes per-player GAE. Games run on across rollouts; a game cut by the end of a rollout is
+bootstrapped from the value of the position it stopped in.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from keisei.model.network import ActorCritic, masked_logits
+from keisei.rl.gae import selfplay_gae
+from keisei.shogi import NUM_LABELS, OBS_SHAPE, VecShogiEnv
+from keisei.timing import SectionTimer
+
+
+@dataclass
+class GameStats:
+    """Counts over every finished self-play game (also saved in checkpoints)."""
+
+    games: int = 0
+    black_wins: int = 0
+    white_wins: int = 0
+    draws: int = 0
+    total_plies: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    recent_lengths: list[int] = field(default_factory=list)
+
+    def add(self, winner: int, reason: str, plies: int) -> None:
+        self.games += 1
+        if winner == 0:
+            self.black_wins += 1
+        elif winner == 1:
+            self.white_wins += 1
+        else:
+            self.draws += 1
+        self.total_plies += plies
+        self.reasons[reason] += 1
+        self.recent_lengths = [*self.recent_lengths[-99:], plies]
+
+    @property
+    def mean_length(self) -> float:
+        return sum(self.recent_lengths) / len(self.recent_lengths) if self.recent_lengths else 0.0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "games": self.games,
+            "black_wins": self.black_wins,
+            "white_wins": self.white_wins,
+            "draws": self.draws,
+            "total_plies": self.total_plies,
+            "reasons": dict(self.reasons),
+            "recent_lengths": list(self.recent_lengths),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> GameStats:
+        stats = cls(**{k: v for k, v in state.items() if k not in ("reasons",)})
+        stats.reasons = Counter(state.get("reasons", {}))
+        return stats
+
+
+@dataclass
+class Rollout:
+    """One rollout, flattened to (T*N, ...) torch tensors on the training device."""
+
+    obs: torch.Tensor
+    masks: torch.Tensor
+    actions: torch.Tensor
+    logprobs: torch.Tensor
+    values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    games_finished: int
+
+    def __len__(self) -> int:
+        return int(self.actions.shape[0])
+
+
+def sample_actions(
+    model: torch.nn.Module, obs: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(labels, log-probabilities, values) sampled from the masked policy, one per position."""
+    logits, values = model(obs)
+    logp = torch.log_softmax(masked_logits(logits.float(), mask), dim=-1)
+    actions = torch.multinomial(logp.exp(), 1).squeeze(-1)
+    return actions, logp.gather(1, actions[:, None]).squeeze(-1), values.float()
+
+
+class SelfPlayCollector:
+    """Plays the env's games with the model and fills a rollout buffer."""
+
+    def __init__(
+        self,
+        env: VecShogiEnv,
+        steps: int,
+        device: torch.device,
+        gamma: float,
+        gae_lambda: float,
+        timer: SectionTimer | None = None,
+    ) -> None:
+        self.env = env
+        self.steps = steps
+        self.device = device
+        self.gamma = gamma
+        self.gae_lambda = gae_lambda
+        self.timer = timer or SectionTimer()
+        self.stats = GameStats()
+        n = env.num_envs
+        self._obs = np.zeros((steps, n, *OBS_SHAPE), dtype=np.uint8)
+        self._masks = np.zeros((steps, n, NUM_LABELS), dtype=bool)
+        self._actions = np.zeros((steps, n), dtype=np.int64)
+        self._logprobs = np.zeros((steps, n), dtype=np.float32)
+        self._values = np.zeros((steps, n), dtype=np.float32)
+        self._rewards = np.zeros((steps, n), dtype=np.float32)
+        self._dones = np.zeros((steps, n), dtype=bool)
+        self._current_obs: np.ndarray | None = None
+        self._current_mask: np.ndarray | None = None
+
+    def _ensure_started(self) -> None:
+        if self._current_obs is None:
+            obs, mask = self.env.current() if self.env.started else self.env.reset()
+            self._current_obs, self._current_mask = obs, mask
+
+    def _to_device(self, obs: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return (
+            torch.from_numpy(obs).to(self.device, dtype=torch.float32),
+            torch.from_numpy(mask).to(self.device),
+        )
+
+    def collect(self, model: ActorCritic) -> Rollout:
+        """Play `steps` plies in every game; return the flattened rollout with advantages."""
+        self._ensure_started()
+        assert self._current_obs is not None and self._current_mask is not None
+        obs, mask = self._current_obs, self._current_mask
+        finished = 0
+        was_training = model.training
+        model.eval()
+        try:
+            for t in range(self.steps):
+                self._obs[t] = obs
+                self._masks[t] = mask
+                with self.timer.section("inference"), torch.inference_mode():
+                    actions, logprobs, values = sample_actions(model, *self._to_device(obs, mask))
+                    labels = actions.cpu().numpy()
+                    self._logprobs[t] = logprobs.cpu().numpy()
+                    self._values[t] = values.cpu().numpy()
+                self._actions[t] = labels
+                with self.timer.section("env"):
+                    result = self.env.step(labels)
+                self._rewards[t] = result.rewards
+                self._dones[t] = result.dones
+                for _, record in result.finished:
+                    end = record.result
+                    assert end is not None
+                    self.stats.add(end.winner_index, end.reason, record.plies)
+                    finished += 1
+                obs, mask = result.obs, result.mask
+            with self.timer.section("inference"), torch.inference_mode():
+                _, last_values = model(self._to_device(obs, mask)[0])
+                last = last_values.float().cpu().numpy()
+        finally:
+            model.train(was_training)
+        self._current_obs, self._current_mask = obs, mask
+        with self.timer.section("buffer"):
+            advantages, returns = selfplay_gae(
+                self._rewards, self._dones, self._values, last, self.gamma, self.gae_lambda
+            )
+            rollout = self._flatten(advantages, returns, finished)
+        return rollout
+
+    def _flatten(self, advantages: np.ndarray, returns: np.ndarray, finished: int) -> Rollout:
+        def tensor(array: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(array.reshape(-1, *array.shape[2:])).to(self.device)
+
+        return Rollout(
+            obs=tensor(self._obs),
+            masks=tensor(self._masks),
+            actions=tensor(self._actions),
+            logprobs=tensor(self._logprobs),
+            values=tensor(self._values),
+            advantages=tensor(advantages),
+            returns=tensor(returns),
+            games_finished=finished,
+        )
