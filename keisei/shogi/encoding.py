@@ -8,9 +8,9 @@ one of the 2187 dlshogi move labels: 27 move kinds (10 directions, the same 10 w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
-import cshogi
 import numpy as np
 from cshogi import dlshogi
 
@@ -22,6 +22,10 @@ NUM_SQUARES: Final[int] = 81
 NUM_MOVE_KINDS: Final[int] = 27
 NUM_LABELS: Final[int] = NUM_MOVE_KINDS * NUM_SQUARES
 
+MOVE16_MASK: Final[int] = 0xFFFF
+_DROP_FROM: Final[range] = range(NUM_SQUARES, NUM_SQUARES + 7)  # cshogi: 81 + piece type - 1
+_PROMOTION_BIT: Final[int] = 1 << 14
+
 make_move_label = dlshogi.make_move_label
 """`make_move_label(move, color) -> int`: the dlshogi label of a cshogi move for the mover."""
 
@@ -29,6 +33,45 @@ make_move_label = dlshogi.make_move_label
 def move_label(move: int, color: int) -> int:
     """The policy label of cshogi move `move` played by `color` (0 black, 1 white)."""
     return int(make_move_label(move, color))
+
+
+def _build_label_table() -> np.ndarray:
+    """`make_move_label` for every (color, 16-bit move) a legal move can have; -1 elsewhere.
+
+    A label depends only on the move's low 16 bits (destination, origin or dropped piece,
+    promotion) and the mover, so one lookup replaces a Python-level call per legal move.
+    """
+    table = np.full((2, 1 << 15), -1, dtype=np.intp)
+    squares = range(NUM_SQUARES)
+    for color in (0, 1):
+        row = table[color]
+        for to in squares:
+            for origin in squares:
+                if origin != to:
+                    move = to | origin << 7
+                    row[move] = make_move_label(move, color)
+                    row[move | _PROMOTION_BIT] = make_move_label(move | _PROMOTION_BIT, color)
+            for origin in _DROP_FROM:
+                row[to | origin << 7] = make_move_label(to | origin << 7, color)
+    table.setflags(write=False)
+    return table
+
+
+LABEL_TABLE: Final[np.ndarray] = _build_label_table()
+"""LABEL_TABLE[color][move & 0xFFFF] == make_move_label(move, color) for every legal move."""
+_FLAT_LABEL_TABLE: Final[np.ndarray] = LABEL_TABLE.reshape(-1)
+COLOR_SHIFT: Final[int] = 15
+"""LABEL_TABLE.reshape(-1)[color << COLOR_SHIFT | move16] is the same lookup, flattened."""
+
+
+def labels_for_moves(moves: Sequence[int] | np.ndarray, color: int) -> np.ndarray:
+    """Labels (intp) of legal cshogi moves all played by `color`: one table lookup."""
+    return LABEL_TABLE[color][np.asarray(moves, dtype=np.int64) & MOVE16_MASK]
+
+
+def labels_for_mixed_moves(moves: np.ndarray, colors: np.ndarray) -> np.ndarray:
+    """Labels of legal moves (int64 array) whose movers are `colors` (0/1 per move)."""
+    return _FLAT_LABEL_TABLE[(colors.astype(np.int64) << COLOR_SHIFT) | (moves & MOVE16_MASK)]
 
 
 def label_parts(label: int) -> tuple[int, int]:
@@ -60,6 +103,5 @@ def check_feature_buffer(array: np.ndarray, planes: int, what: str) -> None:
         )
 
 
-def write_features(board: cshogi.Board, out1: np.ndarray, out2: np.ndarray) -> None:
-    """Fill both dlshogi planes for `board` (buffers already checked by the caller)."""
-    dlshogi.make_input_features(board, out1, out2)
+write_features = dlshogi.make_input_features
+"""`write_features(board, out1, out2)`: fill both planes (buffers already checked by the caller)."""

@@ -22,7 +22,7 @@ from keisei.shogi.encoding import (
     OBS_SHAPE,
     check_feature_buffer,
     empty_features,
-    make_move_label,
+    labels_for_moves,
     write_features,
 )
 from keisei.shogi.errors import IllegalMoveError
@@ -50,6 +50,7 @@ class ShogiGame:
         "_turn",
         "_legal",
         "_labels",
+        "_label_index",
         "_repetition",
         "_result",
         "_max_plies",
@@ -81,7 +82,8 @@ class ShogiGame:
             self._board.zobrist_hash(), self._board.is_check(), self._turn
         )
         self._legal: list[int] = []
-        self._labels: list[int] = []
+        self._labels: np.ndarray | None = None
+        self._label_index: dict[int, int] | None = None
         self._refresh_legal()
         self._result: GameEnd | None = self._rule(1)
 
@@ -190,7 +192,7 @@ class ShogiGame:
         """Policy labels of the legal moves, in move-generation order (int64)."""
         if self._result is not None:
             return np.zeros(0, dtype=np.int64)
-        return np.array(self._labels, dtype=np.int64)
+        return self._label_array().astype(np.int64)
 
     def legal_mask(self, out: np.ndarray | None = None) -> np.ndarray:
         """Boolean mask over the 2187 labels; written into `out` when given."""
@@ -201,24 +203,30 @@ class ShogiGame:
                 raise ValueError(f"mask buffer must be bool of shape ({NUM_LABELS},)")
             out.fill(False)
         if self._result is None:
-            out[self._labels] = True
+            out[self._label_array()] = True
         return out
 
     def move_for_label(self, label: int) -> int:
         """The legal cshogi move that `label` denotes here; IllegalMoveError if none."""
-        try:
-            if self._result is None:
-                return self._legal[self._labels.index(operator.index(label))]
-        except (ValueError, TypeError, OverflowError):
-            pass
+        if self._result is None:
+            index = self._label_index
+            if index is None:
+                labels = self._label_array().tolist()
+                index = self._label_index = dict(zip(labels, self._legal, strict=True))
+            try:
+                move = index.get(operator.index(label))
+            except TypeError:
+                move = None
+            if move is not None:
+                return move
         raise self._illegal(label, "label")
 
     def label_for_move(self, move: int) -> int:
         """The policy label of a legal cshogi move; IllegalMoveError if it is not legal."""
         try:
             if self._result is None:
-                return self._labels[self._legal.index(operator.index(move))]
-        except (ValueError, TypeError, OverflowError):
+                return int(self._label_array()[self._legal.index(operator.index(move))])
+        except (ValueError, TypeError):
             pass
         raise self._illegal(move, "move")
 
@@ -279,9 +287,17 @@ class ShogiGame:
         return self._result
 
     def _refresh_legal(self) -> None:
-        turn = self._turn
-        self._legal = legal = list(self._board.legal_moves)
-        self._labels = [make_move_label(move, turn) for move in legal]
+        """Legal moves of the new position; their labels are computed when first asked for
+        (the environment encodes all its games' moves in one batch instead)."""
+        self._legal = list(self._board.legal_moves)
+        self._labels = None
+        self._label_index = None
+
+    def _label_array(self) -> np.ndarray:
+        labels = self._labels
+        if labels is None:
+            labels = self._labels = labels_for_moves(self._legal, self._turn)
+        return labels
 
     def _rule(self, occurrences: int) -> GameEnd | None:
         """The verdict on the position just reached, or None if play goes on."""

@@ -25,7 +25,7 @@ def _count(game: ShogiGame, depth: int) -> int:
         return 1
     labels = game.legal_labels().tolist()
     moves = game.legal_moves()
-    if len(set(labels)) != len(labels):
+    if len(set(labels)) != len(labels) or min(labels, default=0) < 0:
         raise IllegalMoveError(labels, game=game.name, sfen=game.sfen(), detail="label collision")
     for label, move in zip(labels, moves, strict=True):
         if game.move_for_label(label) != move:

@@ -12,11 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
 from keisei.log import get_logger
-from keisei.shogi.encoding import FEATURES1_NUM, NUM_LABELS, OBS_SHAPE, write_features
+from keisei.shogi.encoding import (
+    FEATURES1_NUM,
+    NUM_LABELS,
+    OBS_SHAPE,
+    labels_for_mixed_moves,
+    write_features,
+)
 from keisei.shogi.game import DEFAULT_MAX_PLIES, ShogiGame
 from keisei.shogi.records import GameRecord
 from keisei.shogi.sfen import normalize_sfen
@@ -90,6 +97,11 @@ class VecShogiEnv:
         self._features1 = [self._obs[i, :FEATURES1_NUM] for i in range(num_envs)]
         self._features2 = [self._obs[i, FEATURES1_NUM:] for i in range(num_envs)]
         self._mask = np.zeros((num_envs, NUM_LABELS), dtype=bool)
+        self._rows = np.arange(num_envs)
+        # All games' legal moves and labels, flattened (refreshed by `_encode_moves`).
+        self._flat_moves = np.zeros(0, dtype=np.int64)
+        self._flat_labels = np.zeros(0, dtype=np.intp)
+        self._flat_env = np.zeros(0, dtype=np.intp)
         self._rewards = np.zeros(num_envs, dtype=np.float32)
         self._dones = np.zeros(num_envs, dtype=bool)
         self._winners = np.full(num_envs, -1, dtype=np.int8)
@@ -129,12 +141,31 @@ class VecShogiEnv:
             _log.debug("random opening of %s ended the game; drawing another", name)
         raise RuntimeError(f"{_OPENING_ATTEMPTS} random openings from {sfen} all ended the game")
 
-    def _observe(self, index: int, game: ShogiGame) -> None:
-        write_features(game._board, self._features1[index], self._features2[index])
-        row = self._mask[index]
-        row.fill(False)
-        row[game._labels] = True
-        self._to_move[index] = game._turn
+    def _encode_moves(self) -> None:
+        """Labels and masks of every game's legal moves in one vectorised pass (cheaper than
+        one small numpy call per game). `_to_move` must already be up to date."""
+        legal_lists = [game._legal for game in self._games]
+        counts = np.fromiter(map(len, legal_lists), dtype=np.intp, count=self.num_envs)
+        total = int(counts.sum())
+        moves = np.fromiter(chain.from_iterable(legal_lists), dtype=np.int64, count=total)
+        env_of_move = np.repeat(self._rows, counts)
+        labels = labels_for_mixed_moves(moves, self._to_move[env_of_move])
+        self._mask.fill(False)
+        self._mask[env_of_move, labels] = True
+        self._flat_moves, self._flat_labels, self._flat_env = moves, labels, env_of_move
+
+    def _moves_for(self, chosen: np.ndarray) -> list[int]:
+        """The legal move each env's label denotes; IllegalMoveError (naming the env) if any
+        label is not legal there. Nothing is played before every label has been checked."""
+        in_range = (chosen >= 0) & (chosen < NUM_LABELS)
+        legal = self._mask[self._rows, np.where(in_range, chosen, 0)] & in_range
+        if not legal.all():
+            bad = int(np.flatnonzero(~legal)[0])
+            self._games[bad].move_for_label(int(chosen[bad]))  # raises IllegalMoveError
+            raise AssertionError(f"mask of env {bad} disagrees with its game")  # pragma: no cover
+        # Labels are distinct within a game, so exactly one flat entry per env matches.
+        hits = np.flatnonzero(self._flat_labels == chosen[self._flat_env])
+        return self._flat_moves[hits].tolist()
 
     # --- the gym-like interface ----------------------------------------------------------------
 
@@ -149,7 +180,9 @@ class VecShogiEnv:
             self._games_started = 0
         self._games = [self._new_game(i) for i in range(self.num_envs)]
         for i, game in enumerate(self._games):
-            self._observe(i, game)
+            write_features(game._board, self._features1[i], self._features2[i])
+            self._to_move[i] = game._turn
+        self._encode_moves()
         return self._obs, self._mask
 
     def step(self, labels: np.ndarray | Sequence[int]) -> StepResult:
@@ -162,9 +195,7 @@ class VecShogiEnv:
         if chosen.shape != (self.num_envs,) or chosen.dtype.kind not in "iu":
             raise ValueError(f"labels must be integers of shape ({self.num_envs},)")
         games = self._games
-        moves = [
-            game.move_for_label(label) for game, label in zip(games, chosen.tolist(), strict=True)
-        ]
+        moves = self._moves_for(chosen.astype(np.int64))
         rewards, dones, winners, movers = self._rewards, self._dones, self._winners, self._movers
         rewards.fill(0.0)
         dones.fill(False)
@@ -172,18 +203,22 @@ class VecShogiEnv:
         reasons = self._reasons
         reasons[:] = [None] * self.num_envs
         finished: list[tuple[int, GameRecord]] = []
+        features1, features2 = self._features1, self._features2
+        movers[:] = self._to_move
+        turns = []
         for i, game in enumerate(games):
-            mover = game._turn
-            movers[i] = mover
             end = game._apply(moves[i])
             if end is not None:
                 dones[i] = True
                 reasons[i] = end.reason
                 winners[i] = end.winner_index
-                rewards[i] = end.reward_for(mover)
+                rewards[i] = end.reward_for(int(movers[i]))
                 finished.append((i, game.record()))
                 game = games[i] = self._new_game(i)
-            self._observe(i, game)
+            write_features(game._board, features1[i], features2[i])
+            turns.append(game._turn)
+        self._to_move[:] = turns
+        self._encode_moves()
         return StepResult(
             self._obs,
             self._mask,
@@ -201,12 +236,10 @@ class VecShogiEnv:
         return self._mask
 
     def sample_random_labels(self, rng: np.random.Generator | None = None) -> np.ndarray:
-        """One uniformly random legal label per env (for baselines, tests and benchmarks)."""
+        """One uniformly random legal label per env (baselines, tests, benchmarks); draws from
+        `rng`, or from the environment's own seeded stream."""
         generator = rng if rng is not None else self._rng
-        return np.array(
-            [labels[int(generator.integers(len(labels)))] for labels in self._legal_label_lists()],
-            dtype=np.int64,
-        )
-
-    def _legal_label_lists(self) -> list[list[int]]:
-        return [game._labels for game in self._games]
+        counts = np.bincount(self._flat_env, minlength=self.num_envs)
+        starts = np.cumsum(counts) - counts
+        picks = starts + (generator.random(self.num_envs) * counts).astype(np.int64)
+        return self._flat_labels[picks].astype(np.int64)

@@ -137,3 +137,23 @@ def test_random_legal_labels_helper_only_picks_legal_moves():
         labels = env.sample_random_labels()
         assert mask[np.arange(16), labels].all()
         mask = env.step(labels).mask
+
+
+def test_batched_encoding_matches_each_game_through_restarts():
+    env = VecShogiEnv(6, seed=4, max_plies=9, start_sfens=["startpos", MATE_IN_ONE])
+    obs, mask = env.reset()
+    rng = np.random.default_rng(1)
+    restarts = 0
+    for _ in range(25):
+        labels = env.sample_random_labels(rng)
+        before = [game.move_for_label(label) for game, label in zip(env.games, labels, strict=True)]
+        played = [game.ply for game in env.games]
+        result = env.step(labels)
+        restarts += len(result.finished)
+        for i, game in enumerate(env.games):
+            if not result.dones[i]:
+                assert game.ply == played[i] + 1 and game.moves[-1] == before[i]
+            np.testing.assert_array_equal(result.mask[i], game.legal_mask())
+            np.testing.assert_array_equal(result.obs[i], game.observation())
+            assert result.to_move[i] == game.turn
+    assert restarts >= 6
