@@ -105,3 +105,13 @@ def check_feature_buffer(array: np.ndarray, planes: int, what: str) -> None:
 
 write_features = dlshogi.make_input_features
 """`write_features(board, out1, out2)`: fill both planes (buffers already checked by the caller)."""
+
+
+def check_feature_layout() -> None:
+    """cshogi can switch to a wider second plane set (`use_nyugyoku_features`) process-wide;
+    buffers sized at import would then be overrun. Refuse to go on if that happened."""
+    if dlshogi.FEATURES2_NUM != FEATURES2_NUM:
+        raise RuntimeError(
+            f"cshogi.dlshogi now writes {dlshogi.FEATURES2_NUM} second-set planes, keisei was "
+            f"built for {FEATURES2_NUM}: do not call use_nyugyoku_features"
+        )

@@ -21,12 +21,13 @@ from keisei.shogi.encoding import (
     NUM_LABELS,
     OBS_SHAPE,
     check_feature_buffer,
+    check_feature_layout,
     empty_features,
     labels_for_moves,
     write_features,
 )
 from keisei.shogi.errors import IllegalMoveError
-from keisei.shogi.outcome import COLOR_NAMES, Color, GameEnd
+from keisei.shogi.outcome import COLOR_NAMES, Color, EndReason, GameEnd
 from keisei.shogi.records import GameRecord
 from keisei.shogi.repetition import SENNICHITE_OCCURRENCES, RepetitionTracker
 from keisei.shogi.sfen import normalize_sfen
@@ -88,12 +89,26 @@ class ShogiGame:
         self._result: GameEnd | None = self._rule(1)
 
     @classmethod
-    def from_sfen(cls, sfen: str, **options: object) -> ShogiGame:
+    def from_sfen(
+        cls,
+        sfen: str,
+        *,
+        max_plies: int | None = DEFAULT_MAX_PLIES,
+        declaration: bool = True,
+        name: str = "game",
+    ) -> ShogiGame:
         """A game starting from `sfen` (validated; `startpos` and a `sfen ` prefix accepted)."""
-        return cls(sfen, **options)  # type: ignore[arg-type]
+        return cls(sfen, max_plies=max_plies, declaration=declaration, name=name)
 
     @classmethod
-    def from_usi_position(cls, position: str, **options: object) -> ShogiGame:
+    def from_usi_position(
+        cls,
+        position: str,
+        *,
+        max_plies: int | None = DEFAULT_MAX_PLIES,
+        declaration: bool = True,
+        name: str = "game",
+    ) -> ShogiGame:
         """Replay a USI `position` argument: `[position] startpos|sfen <sfen> [moves m1 m2 ...]`.
 
         Each move is validated; an illegal one raises `IllegalMoveError`.
@@ -112,7 +127,7 @@ class ShogiGame:
             sfen = " ".join(head[1:])
         else:
             raise ValueError(f"not a USI position: {position!r}")
-        game = cls(sfen, **options)  # type: ignore[arg-type]
+        game = cls(sfen, max_plies=max_plies, declaration=declaration, name=name)
         for move in moves:
             game.push_usi(move)
         return game
@@ -310,8 +325,8 @@ class ShogiGame:
         if self._declaration and self._board.is_nyugyoku(cshogi.LAW_27):
             return GameEnd("declaration", COLOR_NAMES[self._turn], ply)
         if not self._legal:
-            reason = "checkmate" if self._board.is_check() else "no_legal_moves"
-            return GameEnd(reason, COLOR_NAMES[self._turn ^ 1], ply)  # type: ignore[arg-type]
+            reason: EndReason = "checkmate" if self._board.is_check() else "no_legal_moves"
+            return GameEnd(reason, COLOR_NAMES[self._turn ^ 1], ply)
         if self._max_plies is not None and ply >= self._max_plies:
             return GameEnd("max_plies", None, ply)
         return None
@@ -321,9 +336,13 @@ class ShogiGame:
     def features(
         self, out1: np.ndarray | None = None, out2: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The two dlshogi input planes, (62, 9, 9) and (57, 9, 9) float32, side-to-move view."""
-        if out1 is None or out2 is None:
+        """The two dlshogi input planes, (62, 9, 9) and (57, 9, 9) float32, side-to-move view;
+        written into `out1`/`out2` when both are given."""
+        if out1 is None and out2 is None:
             out1, out2 = empty_features()
+        if out1 is None or out2 is None:
+            raise ValueError("give both feature buffers or neither")
+        check_feature_layout()
         check_feature_buffer(out1, FEATURES1_NUM, "features1")
         check_feature_buffer(out2, FEATURES2_NUM, "features2")
         write_features(self._board, out1, out2)
@@ -355,6 +374,40 @@ class ShogiGame:
     def to_csa(self, black_name: str = "Black", white_name: str = "White") -> str:
         return self.record(black_name, white_name).to_csa()
 
+    def copy(self) -> ShogiGame:
+        """An independent game in the same state (replayed from the start position)."""
+        return _replay(*self._replay_args())
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        """Pickle as start SFEN plus moves: cshogi boards themselves cannot be pickled."""
+        return _replay, self._replay_args()
+
+    def _replay_args(self) -> tuple[object, ...]:
+        return (
+            self._start_sfen,
+            tuple(self._moves),
+            self._max_plies,
+            self._declaration,
+            self.name,
+            self.opening_plies,
+        )
+
     def __repr__(self) -> str:
         state = self._result.reason if self._result else "playing"
         return f"ShogiGame({self.name!r}, ply={self.ply}, {state}, sfen={self.sfen()!r})"
+
+
+def _replay(
+    start_sfen: str,
+    moves: tuple[int, ...],
+    max_plies: int | None,
+    declaration: bool,
+    name: str,
+    opening_plies: int,
+) -> ShogiGame:
+    """Rebuild a game by replaying its moves, each validated again (copies, unpickling)."""
+    game = ShogiGame(start_sfen, max_plies=max_plies, declaration=declaration, name=name)
+    for move in moves:
+        game.push_move(move)
+    game.opening_plies = opening_plies
+    return game

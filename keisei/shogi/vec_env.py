@@ -21,6 +21,7 @@ from keisei.shogi.encoding import (
     FEATURES1_NUM,
     NUM_LABELS,
     OBS_SHAPE,
+    check_feature_layout,
     labels_for_mixed_moves,
     write_features,
 )
@@ -89,7 +90,6 @@ class VecShogiEnv:
         for sfen in self._start_sfens:
             if self._make_game(sfen, "start check").is_over:
                 raise ValueError(f"start position is already decided: {sfen}")
-        self._seed = seed
         self._rng = np.random.default_rng(seed)
         self._games_started = 0
         self._games: list[ShogiGame] = []
@@ -174,8 +174,8 @@ class VecShogiEnv:
 
         With `seed`, reseeds first; without, continues the environment's random stream.
         """
+        check_feature_layout()
         if seed is not None:
-            self._seed = seed
             self._rng = np.random.default_rng(seed)
             self._games_started = 0
         self._games = [self._new_game(i) for i in range(self.num_envs)]
@@ -191,6 +191,7 @@ class VecShogiEnv:
         """
         if not self._games:
             raise RuntimeError("call reset() before step()")
+        check_feature_layout()
         chosen = np.asarray(labels)
         if chosen.shape != (self.num_envs,) or chosen.dtype.kind not in "iu":
             raise ValueError(f"labels must be integers of shape ({self.num_envs},)")

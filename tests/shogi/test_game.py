@@ -126,3 +126,26 @@ def test_capture_helpers():
     assert capture_value(takes_bishop) == PIECE_VALUES[cshogi.BISHOP]
     assert capture_value(game.move_for_usi("2g2f")) == 0
     assert PIECE_VALUES[cshogi.ROOK] > PIECE_VALUES[cshogi.GOLD] > PIECE_VALUES[cshogi.PAWN]
+
+
+def test_games_copy_and_pickle_as_start_position_plus_moves():
+    game = ShogiGame.from_usi_position("startpos moves 7g7f 3c3d 8h2b+", max_plies=50, name="g")
+    for clone in (game.copy(), pickle.loads(pickle.dumps(game))):
+        assert clone.sfen() == game.sfen() and clone.moves == game.moves
+        assert clone.max_plies == 50 and clone.name == "g"
+        clone.push_usi("3a2b")
+        assert game.ply == 3  # independent
+    ended = ShogiGame("4k4/9/4P4/9/9/9/9/9/4K4 b G 1")
+    ended.push_usi("G*5b")
+    assert pickle.loads(pickle.dumps(ended)).result == ended.result
+
+
+def test_label_parts_split_kind_and_square():
+    from keisei.shogi.encoding import label_parts
+
+    game = ShogiGame()
+    label = game.label_for_move(game.move_for_usi("7g7f"))
+    kind, square = label_parts(label)
+    assert 0 <= kind < 27 and 0 <= square < 81 and kind * 81 + square == label
+    with pytest.raises(ValueError):
+        label_parts(2187)

@@ -157,3 +157,19 @@ def test_batched_encoding_matches_each_game_through_restarts():
             np.testing.assert_array_equal(result.obs[i], game.observation())
             assert result.to_move[i] == game.turn
     assert restarts >= 6
+
+
+def test_a_wider_cshogi_feature_layout_is_refused_rather_than_overrun():
+    env = VecShogiEnv(2)
+    _, mask = env.reset()
+    cshogi.dlshogi.use_nyugyoku_features(True)  # process-wide switch in cshogi
+    try:
+        with pytest.raises(RuntimeError, match="use_nyugyoku_features"):
+            env.step(env.sample_random_labels())
+        with pytest.raises(RuntimeError, match="use_nyugyoku_features"):
+            env.reset()
+        with pytest.raises(RuntimeError, match="use_nyugyoku_features"):
+            ShogiGame().observation()
+    finally:
+        cshogi.dlshogi.use_nyugyoku_features(False)
+    env.reset()
