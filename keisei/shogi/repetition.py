@@ -65,6 +65,6 @@ class RepetitionTracker:
             next_is_first_mover = (first + 1) % 2 == 1
             start = first + 1 if next_is_first_mover == (color == self._first_mover) else first + 2
             moves = range(start, last + 1, 2)
-            if len(moves) and all(self._in_check[j] for j in moves):
+            if all(self._in_check[j] for j in moves):
                 checkers.append(color)
         return checkers[0] if len(checkers) == 1 else None

@@ -117,6 +117,25 @@ def test_perpetual_check_loses_for_the_checking_side():
     assert end == GameEnd("perpetual_check", "white", 13)
 
 
+def rotate_usi(move: str) -> str:
+    """The same move seen from the other side of the board (for mirrored positions)."""
+
+    def square(text: str) -> str:
+        return f"{10 - int(text[0])}{chr(ord('a') + ord('i') - ord(text[1]))}"
+
+    if move[1] == "*":
+        return move[:2] + square(move[2:4])
+    return square(move[:2]) + square(move[2:4]) + move[4:]
+
+
+def test_perpetual_check_by_white_loses_for_white():
+    game = ShogiGame(cshogi.rotate_sfen(PERPETUAL))
+    moves = ["3i1i"] + PERPETUAL_CYCLE * 3
+    for move in moves[:-1]:
+        assert game.push_usi(rotate_usi(move)) is None
+    assert game.push_usi(rotate_usi(moves[-1])) == GameEnd("perpetual_check", "black", 13)
+
+
 def test_checks_only_in_later_cycles_make_a_plain_draw():
     # X = this position (black to move). A quiet cycle returns to X, then two checking cycles:
     # black did not check with every move since X first occurred, so it is sennichite, a draw.

@@ -161,7 +161,7 @@ def test_batched_encoding_matches_each_game_through_restarts():
 
 def test_a_wider_cshogi_feature_layout_is_refused_rather_than_overrun():
     env = VecShogiEnv(2)
-    _, mask = env.reset()
+    env.reset()
     cshogi.dlshogi.use_nyugyoku_features(True)  # process-wide switch in cshogi
     try:
         with pytest.raises(RuntimeError, match="use_nyugyoku_features"):
