@@ -149,6 +149,12 @@ class LoggingConfig(_Section):
     run_name: str | None = None
     """Name of the run directory; None picks a timestamped name."""
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    tensorboard: bool = True
+    """Write TensorBoard event files into the run directory."""
+    wandb: bool = False
+    """Also log to Weights & Biases (needs `pip install wandb`)."""
+    wandb_mode: Literal["offline", "online"] = "offline"
+    wandb_project: str = "keisei"
 
 
 class Config(_Section):

@@ -24,6 +24,7 @@ from rich.logging import RichHandler
 
 LOGGER_NAME = "keisei"
 _FILE_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+_console = Console(stderr=True)
 _console_handler: logging.Handler | None = None
 _file_handler: logging.FileHandler | None = None
 _lock = threading.Lock()
@@ -47,7 +48,7 @@ def _ensure_console_handler() -> None:
     with _lock:
         if _console_handler is None or _console_handler not in root.handlers:
             handler = RichHandler(
-                console=Console(stderr=True),
+                console=_console,
                 show_path=False,
                 rich_tracebacks=False,
                 markup=False,
@@ -57,6 +58,11 @@ def _ensure_console_handler() -> None:
             _console_handler = handler
             if root.level == logging.NOTSET:
                 root.setLevel(logging.INFO)
+
+
+def get_console() -> Console:
+    """The console the log handler writes to; live displays must share it to stay tidy."""
+    return _console
 
 
 def set_level(level: str | int) -> None:
@@ -130,6 +136,46 @@ class JsonlSink:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+class TensorBoardSink:
+    """TensorBoard event files in the run directory (`tensorboard --logdir runs/`)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._writer: SummaryWriter | None = SummaryWriter(log_dir=str(directory))
+
+    def write(self, metrics: Mapping[str, float], step: int) -> None:
+        if self._writer is None:
+            return
+        for key, value in metrics.items():
+            self._writer.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class WandbSink:
+    """Weights & Biases, offline by default (`wandb sync` uploads later). Never required."""
+
+    def __init__(self, directory: str | Path, project: str, run_name: str, mode: str) -> None:
+        try:
+            import wandb
+        except ImportError:
+            raise RuntimeError(
+                "logging.wandb is on but the wandb package is not installed "
+                "(pip install wandb, or set logging.wandb=false)"
+            ) from None
+        self._run = wandb.init(project=project, name=run_name, dir=str(directory), mode=mode)
+
+    def write(self, metrics: Mapping[str, float], step: int) -> None:
+        self._run.log(dict(metrics), step=step)
+
+    def close(self) -> None:
+        self._run.finish()
 
 
 class MetricsRecorder:

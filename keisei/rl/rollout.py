@@ -32,6 +32,8 @@ class GameStats:
     total_plies: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     recent_lengths: list[int] = field(default_factory=list)
+    recent_decisive: list[bool] = field(default_factory=list)
+    """Whether each of the last 100 games had a winner."""
 
     def add(self, winner: int, reason: str, plies: int) -> None:
         self.games += 1
@@ -44,6 +46,12 @@ class GameStats:
         self.total_plies += plies
         self.reasons[reason] += 1
         self.recent_lengths = [*self.recent_lengths[-99:], plies]
+        self.recent_decisive = [*self.recent_decisive[-99:], winner in (0, 1)]
+
+    @property
+    def recent_decisive_share(self) -> float:
+        recent = self.recent_decisive
+        return sum(recent) / len(recent) if recent else 0.0
 
     @property
     def mean_length(self) -> float:
@@ -58,6 +66,7 @@ class GameStats:
             "total_plies": self.total_plies,
             "reasons": dict(self.reasons),
             "recent_lengths": list(self.recent_lengths),
+            "recent_decisive": list(self.recent_decisive),
         }
 
     @classmethod

@@ -10,9 +10,10 @@ the next `step()`/`reset()`. Copy anything you need to keep longer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
+from typing import Any
 
 import numpy as np
 
@@ -236,6 +237,63 @@ class VecShogiEnv:
         """The current masks (the buffer `reset`/`step` return)."""
         return self._mask
 
+    # --- resumable state -----------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        """Whether games are running (after `reset()` or `load_state_dict()`)."""
+        return bool(self._games)
+
+    def current(self) -> tuple[np.ndarray, np.ndarray]:
+        """(obs, mask) of the running games, as the last `reset`/`step` returned them."""
+        if not self._games:
+            raise RuntimeError("call reset() before current()")
+        return self._obs, self._mask
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state: each running game (start SFEN and USI moves) and the random
+        stream, so that a restored environment plays on exactly as this one would."""
+        return {
+            "num_envs": self.num_envs,
+            "games_started": self._games_started,
+            "rng": _jsonable(self._rng.bit_generator.state),
+            "games": [
+                {
+                    "start_sfen": game.start_sfen,
+                    "usi_moves": list(game.usi_moves),
+                    "name": game.name,
+                    "opening_plies": game.opening_plies,
+                }
+                for game in self._games
+            ],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what `state_dict()` returned; every move is validated while replaying."""
+        if int(state["num_envs"]) != self.num_envs:
+            raise ValueError(
+                f"saved environment has {state['num_envs']} games, this one {self.num_envs}"
+            )
+        check_feature_layout()
+        games = []
+        for saved in state["games"]:
+            game = self._make_game(saved["start_sfen"], saved["name"])
+            for usi in saved["usi_moves"]:
+                game.push_usi(usi)
+            game.opening_plies = int(saved["opening_plies"])
+            if game.is_over:
+                raise ValueError(f"saved game {saved['name']} is already over")
+            games.append(game)
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["rng"]
+        self._rng = rng
+        self._games_started = int(state["games_started"])
+        self._games = games
+        for i, game in enumerate(games):
+            write_features(game._board, self._features1[i], self._features2[i])
+            self._to_move[i] = game._turn
+        self._encode_moves()
+
     def sample_random_labels(self, rng: np.random.Generator | None = None) -> np.ndarray:
         """One uniformly random legal label per env (baselines, tests, benchmarks); draws from
         `rng`, or from the environment's own seeded stream."""
@@ -244,3 +302,12 @@ class VecShogiEnv:
         starts = np.cumsum(counts) - counts
         picks = starts + (generator.random(self.num_envs) * counts).astype(np.int64)
         return self._flat_labels[picks].astype(np.int64)
+
+
+def _jsonable(value: Any) -> Any:
+    """NumPy bit-generator state with plain ints (it may hold numpy integers)."""
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

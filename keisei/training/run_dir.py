@@ -1,0 +1,73 @@
+"""Where a run lives: `runs/<run-name>/`, and which config and checkpoint a resume starts from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from keisei.config import Config, ConfigError, load_config
+from keisei.training.checkpoint import CheckpointNotFoundError, resolve_checkpoint, validate_name
+
+CONFIG_FILE = "config.yaml"
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A resolved `keisei train` invocation: config, run directory and resume point."""
+
+    config: Config
+    run_dir: Path
+    resume_from: Path | None
+    """The checkpoint to resume from (for `latest`: the newest; the store falls back if corrupt)."""
+    resume_latest: bool = False
+
+
+def default_run_name() -> str:
+    return datetime.now().strftime("run-%Y%m%d-%H%M%S")
+
+
+def plan_run(
+    config_path: str | None,
+    overrides: list[str],
+    run_name: str | None,
+    resume: str | None,
+) -> RunPlan:
+    """Resolve the config, run directory and checkpoint for a fresh run or a resume.
+
+    A fresh run uses `--config` (or the defaults) plus overrides. A resume (`latest`, a run
+    directory, or a checkpoint directory) continues in the run's own directory with the config
+    the run saved, plus overrides (e.g. a larger `training.total_timesteps`), unless `--config`
+    names another file.
+    """
+    if resume is None:
+        config = load_config(config_path, overrides)
+        name = validate_name(run_name or config.logging.run_name or default_run_name(), "run name")
+        return RunPlan(config, Path(config.logging.model_dir) / name, None)
+
+    if resume == "latest":
+        base = load_config(config_path, overrides)
+        name = run_name or base.logging.run_name
+        if not name:
+            raise ConfigError(
+                "--resume latest needs --run-name (or logging.run_name) to find the run"
+            )
+        run_dir = Path(base.logging.model_dir) / validate_name(name, "run name")
+        checkpoint_target: Path = run_dir / CHECKPOINTS
+    else:
+        target = Path(resume)
+        if (target / CHECKPOINTS).is_dir():
+            run_dir, checkpoint_target = target, target / CHECKPOINTS
+        else:
+            checkpoint_target = target
+            run_dir = target.resolve().parent.parent
+    try:
+        checkpoint = resolve_checkpoint(checkpoint_target)
+    except CheckpointNotFoundError as exc:
+        raise ConfigError(f"cannot resume: {exc}") from None
+    saved = run_dir / CONFIG_FILE
+    if config_path is None and not saved.is_file():
+        raise ConfigError(f"cannot resume: {saved} is missing; pass --config")
+    config = load_config(config_path or saved, overrides)
+    return RunPlan(config, run_dir, checkpoint, resume_latest=resume == "latest")
