@@ -11,6 +11,7 @@ import yaml
 from keisei.config import ConfigError, config_to_dict, load_config
 from keisei.log import get_logger
 from keisei.training.checkpoint_errors import CheckpointError
+from keisei.usi.commands import register as register_usi_commands
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -85,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-live", dest="live", action="store_false", help="plain log lines (CI, files)"
     )
     train.set_defaults(func=_cmd_train)
+
+    register_usi_commands(commands)
     return parser
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -42,17 +43,31 @@ def get_logger(name: str | None = None) -> logging.Logger:
     return root if not name else root.getChild(name.removeprefix(LOGGER_NAME + "."))
 
 
+class _PlainStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Plain lines on whatever `sys.stderr` is now (no wrapping at 80 columns in files/CI)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: IO[str]) -> None:
+        pass
+
+
 def _ensure_console_handler() -> None:
     global _console_handler
     root = logging.getLogger(LOGGER_NAME)
     with _lock:
         if _console_handler is None or _console_handler not in root.handlers:
-            handler = RichHandler(
-                console=_console,
-                show_path=False,
-                rich_tracebacks=False,
-                markup=False,
-            )
+            handler: logging.Handler
+            if _console.is_terminal:
+                handler = RichHandler(
+                    console=_console, show_path=False, rich_tracebacks=False, markup=False
+                )
+            else:
+                handler = _PlainStderrHandler()
+                handler.setFormatter(logging.Formatter(_FILE_FORMAT))
             handler.setLevel(_cap(logging.INFO))
             root.addHandler(handler)
             _console_handler = handler

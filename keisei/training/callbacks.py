@@ -103,8 +103,9 @@ class _CallbackBase:
     """For a sync callback: when set, the manager calls `on_step_end` only when it is due (and
     saves the schedule's state); when None, `on_step_end` runs after every epoch."""
 
-    def __init__(self, *, critical: bool = False, name: str | None = None) -> None:
-        self.critical = critical
+    def __init__(self, *, critical: bool | None = None, name: str | None = None) -> None:
+        if critical is not None:  # otherwise keep the class attribute
+            self.critical = critical
         self._name = name
 
     @property
