@@ -255,7 +255,7 @@ class CheckpointStore:
             files: dict[str, FileRecord] = {
                 MODEL_FILE: write_tensors(temp / MODEL_FILE, snapshot.model_tensors)
             }
-            if snapshot.optimizer_tensors:
+            if any(snapshot.manifest[part] for part in ("optimizer", "scheduler", "scaler")):
                 files[OPTIMIZER_FILE] = write_tensors(
                     temp / OPTIMIZER_FILE, snapshot.optimizer_tensors
                 )

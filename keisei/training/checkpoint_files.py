@@ -8,15 +8,39 @@ platforms without directory fsync (Windows) that step is skipped.
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import secrets
+import struct
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from safetensors.torch import save_file
+
+from keisei.training.checkpoint_errors import CheckpointError
 
 _CHUNK = 1 << 22
+SAFETENSORS_DTYPES: dict[torch.dtype, str] = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+    torch.float8_e4m3fn: "F8_E4M3",
+    torch.float8_e5m2: "F8_E5M2",
+    torch.uint16: "U16",
+    torch.uint32: "U32",
+    torch.uint64: "U64",
+}
+"""The tensor dtypes a checkpoint can hold, with their safetensors names."""
 
 
 @dataclass(frozen=True)
@@ -56,10 +80,56 @@ def hash_file(path: Path, *, sync: bool = False) -> FileRecord:
     return FileRecord(digest.hexdigest(), size)
 
 
+def check_dtype(key: str, tensor: torch.Tensor) -> None:
+    """Raise `CheckpointError` unless `tensor` can be stored (dense, a safetensors dtype)."""
+    if tensor.layout != torch.strided:
+        raise CheckpointError(f"{key}: cannot store a {tensor.layout} tensor; make it dense")
+    if tensor.dtype not in SAFETENSORS_DTYPES:
+        raise CheckpointError(f"{key}: cannot store a tensor of dtype {tensor.dtype}")
+
+
+def _write_all(handle: io.FileIO, data: memoryview, digest: Any) -> None:
+    digest.update(data)
+    while data:
+        written = handle.write(data) or 0
+        data = data[written:]
+
+
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> FileRecord:
-    """Write `tensors` (CPU, contiguous) as a safetensors file, fsync it, return its record."""
-    save_file(tensors, path, metadata={"format": "pt"})
-    return hash_file(path, sync=True)
+    """Write `tensors` (CPU, contiguous) as a safetensors file, fsync it, return its record.
+
+    The file is written here rather than by `safetensors.torch.save_file` so that the sha256 is
+    computed in the same pass, the GIL is released during the big writes, and a failure is an
+    `OSError` with its errno (ENOSPC, EROFS, ...). Files are read back with the safetensors
+    library. Tensors are laid out largest element size first, so each is aligned.
+    """
+    if sys.byteorder != "little":  # pragma: no cover - safetensors data is little-endian
+        raise CheckpointError("writing checkpoints needs a little-endian machine")
+    order = sorted(tensors, key=lambda key: (-tensors[key].element_size(), key))
+    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for key in order:
+        tensor = tensors[key]
+        check_dtype(key, tensor)
+        size = tensor.numel() * tensor.element_size()
+        header[key] = {
+            "dtype": SAFETENSORS_DTYPES[tensor.dtype],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + size],
+        }
+        offset += size
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    digest = hashlib.sha256()
+    with open(path, "xb", buffering=0) as handle:
+        _write_all(handle, memoryview(struct.pack("<Q", len(text)) + text), digest)
+        for key in order:
+            tensor = tensors[key]
+            if tensor.numel():
+                data = tensor.contiguous().reshape(-1).view(torch.uint8).numpy()
+                _write_all(handle, memoryview(data), digest)
+        os.fsync(handle.fileno())
+    return FileRecord(digest.hexdigest(), 8 + len(text) + offset)
 
 
 def write_durable(path: Path, data: bytes) -> None:

@@ -17,6 +17,7 @@ from torch import nn
 
 from keisei.training.checkpoint_codec import encode
 from keisei.training.checkpoint_errors import CheckpointError
+from keisei.training.checkpoint_files import check_dtype
 from keisei.training.checkpoint_layout import FORMAT_NAME, FORMAT_VERSION, checkpoint_name
 from keisei.training.rng_state import capture_rng_state
 
@@ -75,8 +76,7 @@ class StagingBuffers:
 
     def stage(self, key: str, tensor: torch.Tensor) -> torch.Tensor:
         source = tensor.detach()
-        if source.layout != torch.strided:
-            raise CheckpointError(f"{key}: cannot store a {source.layout} tensor; make it dense")
+        check_dtype(key, source)
         pin = source.is_cuda
         buffer = self._buffers.get(key)
         if (
