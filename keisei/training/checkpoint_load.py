@@ -250,7 +250,10 @@ class LoadedCheckpoint:
                 f"checkpoint {self.path} holds the state of a {entry.get('class')} {part}, "
                 f"not of a {wanted}"
             )
-        return _decoded(self.path, entry["state"], self.optimizer_tensors, part)
+        # Fresh copies: `load_state_dict` keeps CPU tensors as they are, and two objects restored
+        # from one checkpoint must not share (and both update) the same state tensors.
+        tensors = {key: value.clone() for key, value in self.optimizer_tensors.items()}
+        return _decoded(self.path, entry["state"], tensors, part)
 
     def restore_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """Load the optimizer state; its next step is bitwise the one the saving run would take."""

@@ -55,6 +55,30 @@ def test_round_trip_restores_model_and_optimizer_bitwise(tmp_path: Path, async_s
     assert fresh_scheduler.get_last_lr() == scheduler.get_last_lr()
 
 
+def test_one_checkpoint_restores_independent_optimizers(tmp_path: Path) -> None:
+    """Restoring twice from one loaded checkpoint gives two optimizers that share no state."""
+    model, optimizer, scheduler = make_training()
+    train_step(model, optimizer, scheduler)
+    with CheckpointStore(tmp_path, async_save=False) as store:
+        store.save(make_state(1, model, optimizer, scheduler))
+    checkpoint = store.load_latest()
+    runs = []
+    for _ in range(2):
+        other_model, other_optimizer, other_scheduler = make_training(seed=4)
+        checkpoint.restore(other_model, other_optimizer, other_scheduler, rng=False)
+        runs.append((other_model, other_optimizer, other_scheduler))
+    for seed in (3, 4):
+        for run in runs:
+            train_step(*run, seed=seed)
+        train_step(model, optimizer, scheduler, seed)
+    for other_model, other_optimizer, _ in runs:
+        assert_same_tensors(other_model.state_dict(), model.state_dict())
+        assert_same_tensors(optimizer_tensors(other_optimizer), optimizer_tensors(optimizer))
+    fresh, fresh_optimizer, _ = make_training()
+    checkpoint.restore_optimizer(fresh_optimizer)  # the checkpoint itself was not changed
+    assert int(fresh_optimizer.state_dict()["state"][0]["step"]) == 1
+
+
 def test_metadata_round_trips_with_types(tmp_path: Path) -> None:
     model, optimizer, scheduler = make_training()
     callback_state = {
