@@ -7,9 +7,10 @@ import sys
 from collections.abc import Sequence
 
 import yaml
+from rich.console import Console
 
 from keisei.config import ConfigError, config_to_dict, load_config
-from keisei.log import get_logger
+from keisei.log import get_console, get_logger
 from keisei.training.checkpoint_errors import CheckpointError
 from keisei.usi.commands import register as register_usi_commands
 
@@ -62,6 +63,97 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stdout_console() -> Console:
+    """Rich output on stdout; not squeezed to 80 columns when redirected to a file."""
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
+def _parse_options(pairs: list[str]) -> dict[str, str]:
+    options = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--option {pair!r} is not of the form Name=Value")
+        options[name.strip()] = value
+    return options
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from keisei.evaluation.standalone import evaluate_checkpoint
+
+    options = _parse_options(args.option)
+    with Progress(console=get_console(), transient=True) as progress:
+        task = progress.add_task(f"{args.games} games vs {args.opponent}", total=args.games)
+        outcome = evaluate_checkpoint(
+            args.checkpoint,
+            args.opponent,
+            args.games,
+            run_dir=args.run_dir,
+            options=options,
+            seed=args.seed,
+            greedy=not args.sample,
+            max_plies=args.max_plies,
+            random_opening_plies=args.opening_plies,
+            usi_byoyomi_ms=args.byoyomi,
+            usi_nodes=args.nodes,
+            on_game=lambda _: progress.advance(task),
+        )
+    result = outcome.result
+    table = Table(title=f"{outcome.agent} vs {outcome.opponent}")
+    for column in ("games", "wins", "draws", "losses", "score", "avg plies"):
+        table.add_column(column, justify="right")
+    score = (result.wins + 0.5 * result.draws) / result.total_games
+    table.add_row(str(result.total_games), str(result.wins), str(result.draws),
+                  str(result.losses), f"{score:.1%}", f"{result.avg_game_length:.0f}")  # fmt: skip
+    console = _stdout_console()
+    console.print(table)
+    console.print("end reasons: " + ", ".join(f"{k} {v}" for k, v in result.end_reasons.items()))
+    for name, rating in outcome.ratings.items():
+        console.print(f"incremental Elo {name}: {rating:.0f}")
+    console.print(f"records: {outcome.record_dir}")
+    console.print(f"ratings: keisei ratings {outcome.run_dir}")
+    return 0
+
+
+def _cmd_ratings(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from keisei.evaluation.elo import DATABASE, EloRegistry
+
+    database = Path(args.run_dir) / DATABASE
+    if not database.is_file():
+        raise ConfigError(f"no Elo database at {database}: has this run been evaluated?")
+    with EloRegistry(database) as registry:
+        fitted = registry.fit()
+        players = registry.players()
+        games = len(registry.games())
+    table = Table(title=f"Maximum-likelihood Elo over {games} games (random = anchor)")
+    for column in ("player", "kind", "step", "games", "Elo", "95% interval", "incremental"):
+        table.add_column(column, justify="left" if column in ("player", "kind") else "right")
+    for player in sorted(players, key=lambda p: -fitted[p.name].rating if p.name in fitted else 0):
+        fit = fitted.get(player.name)
+        if fit is None:
+            continue
+        table.add_row(player.name, player.kind, "" if player.step is None else str(player.step),
+                      str(fit.games), f"{fit.rating:.0f}", f"{fit.low:.0f} to {fit.high:.0f}",
+                      f"{player.rating:.0f}")  # fmt: skip
+    _stdout_console().print(table)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from keisei.evaluation.report import write_report
+
+    path = write_report(args.run_dir)
+    sys.stdout.write(f"report: {path}\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keisei", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -87,6 +179,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(func=_cmd_train)
 
+    evaluate = commands.add_parser("evaluate", help="play a saved checkpoint against an opponent")
+    evaluate.add_argument("checkpoint", help="a checkpoint directory, or a run directory (latest)")
+    evaluate.add_argument(
+        "--opponent", required=True, help="random | greedy | checkpoint:PATH | usi:COMMAND"
+    )
+    evaluate.add_argument("--games", type=int, default=20)
+    evaluate.add_argument(
+        "--option", action="append", default=[], metavar="NAME=VALUE",
+        help="option for a usi: opponent (repeatable), e.g. 'Skill Level=0'",
+    )  # fmt: skip
+    evaluate.add_argument("--run-dir", help="where records and ratings go (default: the run's)")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--sample", action="store_true", help="sample moves, not argmax")
+    evaluate.add_argument("--max-plies", type=int, default=512)
+    evaluate.add_argument("--opening-plies", type=int, default=4)
+    evaluate.add_argument("--byoyomi", type=int, default=100, help="ms per move for usi: engines")
+    evaluate.add_argument("--nodes", type=int, default=None, help="node limit for usi: engines")
+    evaluate.set_defaults(func=_cmd_evaluate)
+
+    ratings = commands.add_parser("ratings", help="maximum-likelihood Elo of a run's players")
+    ratings.add_argument("run_dir")
+    ratings.set_defaults(func=_cmd_ratings)
+
+    report = commands.add_parser("report", help="plots and a Markdown summary of a run")
+    report.add_argument("run_dir")
+    report.set_defaults(func=_cmd_report)
+
     register_usi_commands(commands)
     return parser
 
@@ -101,6 +220,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CheckpointError as exc:
         get_logger().error("%s", exc)
         return 3
+    except (ValueError, FileNotFoundError) as exc:
+        if args.command == "train":
+            raise
+        get_logger().error("%s", exc)
+        return 2
 
 
 if __name__ == "__main__":

@@ -115,17 +115,45 @@ class PPOConfig(_Section):
 
 
 class EvaluationConfig(_Section):
-    enable_periodic_evaluation: bool = False
-    evaluation_interval_timesteps: PositiveInt = 50_000
+    enable_periodic_evaluation: bool = True
+    evaluation_interval_timesteps: PositiveInt = 100_000
     num_games: PositiveInt = 20
-    async_mode: bool = False
+    """Games per evaluation, shared out among the fixed opponents and those from the pool."""
+    opponents: list[str] = Field(default_factory=lambda: ["random"])
+    """Fixed references played at every evaluation: random, greedy, checkpoint:PATH, usi:CMD."""
+    pool_size: Annotated[int, Field(strict=True, ge=0)] = 5
+    """Past checkpoints of this run kept as opponents (the newest ones); 0 turns the pool off."""
+    pool_opponents: Annotated[int, Field(strict=True, ge=0)] = 1
+    """Pool members sampled as extra opponents at each evaluation."""
+    pool_sampling: Literal["uniform", "nearest"] = "uniform"
+    """Pick pool members uniformly, or those nearest the agent's current rating."""
+    greedy: bool = True
+    """The agent plays its most probable move (True) or samples from its policy."""
+    random_opening_plies: Annotated[int, Field(strict=True, ge=0)] = 4
+    """Uniformly random plies before the players take over, so games differ."""
+    max_plies: PositiveInt = 512
+    elo_k: PositiveFloat = 16.0
+    elo_anchor_rating: float = 0.0
+    """Rating of the random player, the fixed anchor of the scale."""
+    save_records: bool = True
+    """Write each evaluation game as KIF and CSA under `<run>/games/`."""
+    usi_byoyomi_ms: PositiveInt | None = 100
+    usi_nodes: PositiveInt | None = None
+    usi_timeout_s: PositiveFloat = 30.0
+    """An engine that takes longer than this for a move loses the game."""
+    usi_options: dict[str, str] = Field(default_factory=dict)
+    """Options sent to `usi:` opponents (e.g. {"Skill Level": "0"})."""
+    async_mode: bool = True
     """Evaluate in a background process on a snapshot of the weights; training does not wait."""
     async_policy: Literal["skip", "queue"] = "skip"
     """What a trigger does while an evaluation is still running: drop it, or queue it."""
     async_queue_size: PositiveInt = 2
     """With `queue`: evaluations that may wait behind the running one; more are dropped."""
-    async_shutdown_timeout_s: PositiveFloat = 120.0
+    async_shutdown_timeout_s: PositiveFloat = 300.0
     """At the end of training, wait this long for running evaluations, then cancel them."""
+    workers: PositiveInt = 1
+    """Background evaluation processes."""
+    seed: int = 12345
 
 
 class CallbacksConfig(_Section):

@@ -26,6 +26,7 @@ import torch
 
 from keisei import log
 from keisei.config import config_hash, config_to_dict, dump_config
+from keisei.evaluation.manager import EvaluationManager
 from keisei.model import ActorCritic, Architecture
 from keisei.rl.ppo import PPO
 from keisei.rl.rollout import GameStats, SelfPlayCollector
@@ -200,6 +201,8 @@ class Trainer:
                     config.logging.wandb_mode,
                 )
             )
+        if evaluator is None and config.evaluation.enable_periodic_evaluation:
+            evaluator = EvaluationManager(config.evaluation, self.run_dir)
         self.evaluator = evaluator
         self.manager = CallbackManager(config, self.run_dir)
         self.manager.setup_default_callbacks()

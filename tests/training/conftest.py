@@ -14,6 +14,8 @@ from tests.support.mini_trainer import MiniTrainer, ProcessEvaluator
 def make_config() -> Callable[..., Config]:
     def make(*overrides: str) -> Config:
         base = [
+            "evaluation.enable_periodic_evaluation=false",
+            "evaluation.async_mode=false",
             "env.num_envs=1",
             "ppo.minibatch_size=1",
             "training.steps_per_epoch=100",

@@ -55,6 +55,7 @@ class RegistryMachine(RuleBasedStateMachine):
                 "ppo.minibatch_size=1",
                 "training.steps_per_epoch=50",
                 "evaluation.enable_periodic_evaluation=true",
+                "evaluation.async_mode=false",
             ]
         )
         self.manager = CallbackManager(config, Path("unused"))

@@ -31,6 +31,7 @@ TINY = [
     "ppo.minibatch_size=32",
     "ppo.update_epochs=2",
     "logging.tensorboard=false",
+    "evaluation.enable_periodic_evaluation=false",
 ]
 
 

@@ -1,0 +1,287 @@
+"""Who plays evaluation games: random, greedy, a Keisei network, or an external USI engine.
+
+A player answers `choose(game)` with a USI move, or `resign`. A player that cannot answer (an
+engine that hangs or crashes) raises `PlayerFailure` with the end reason to record; the match
+counts the game as lost by that player and goes on.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+import cshogi
+import numpy as np
+import torch
+
+from keisei.log import get_logger
+from keisei.model import ActorCritic, Architecture, masked_logits
+from keisei.shogi import ShogiGame, capture_value, mate_in_one
+
+RESIGN = "resign"
+_log = get_logger("evaluation.players")
+
+
+class PlayerFailure(Exception):
+    """The player could not produce a move; `reason` is recorded as the game's end reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Player(Protocol):
+    name: str
+    """Identity in the Elo registry (e.g. `random`, `agent@step_000100000`)."""
+    kind: str
+    """`random`, `greedy`, `agent`, `checkpoint` or `usi`."""
+    path: str | None
+    step: int | None
+
+    def new_game(self) -> None: ...
+
+    def choose(self, game: ShogiGame) -> str: ...
+
+    def close(self) -> None: ...
+
+
+def _usi(game: ShogiGame, label: int) -> str:
+    return str(cshogi.move_to_usi(game.move_for_label(label)))
+
+
+class RandomPlayer:
+    """Uniform over legal moves: the fixed reference of the rating scale."""
+
+    kind = "random"
+    path = None
+    step = None
+
+    def __init__(self, seed: int = 0, name: str = "random") -> None:
+        self.name = name
+        self._rng = np.random.default_rng(seed)
+
+    def new_game(self) -> None:
+        pass
+
+    def choose(self, game: ShogiGame) -> str:
+        labels = game.legal_labels()
+        return _usi(game, int(labels[self._rng.integers(len(labels))]))
+
+    def close(self) -> None:
+        pass
+
+
+class GreedyPlayer:
+    """Mates in one if it can, else takes the most valuable piece it can, else plays randomly."""
+
+    kind = "greedy"
+    path = None
+    step = None
+
+    def __init__(self, seed: int = 0, name: str = "greedy") -> None:
+        self.name = name
+        self._rng = np.random.default_rng(seed)
+
+    def new_game(self) -> None:
+        pass
+
+    def choose(self, game: ShogiGame) -> str:
+        mate = mate_in_one(game)
+        if mate is not None:
+            return _usi(game, mate)
+        moves = game.legal_moves()
+        values = np.array([capture_value(move) for move in moves])
+        best = np.flatnonzero(values == values.max()) if values.max() > 0 else np.arange(len(moves))
+        return str(cshogi.move_to_usi(moves[int(best[self._rng.integers(len(best))])]))
+
+    def close(self) -> None:
+        pass
+
+
+class NeuralPlayer:
+    """A Keisei network: the most probable legal move (`greedy`), or a sample from the policy."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        name: str,
+        kind: str = "agent",
+        greedy: bool = True,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        path: str | None = None,
+        step: int | None = None,
+    ) -> None:
+        self.name, self.kind, self.path, self.step = name, kind, path, step
+        self.model = model
+        self.greedy = greedy
+        self.device = torch.device(device)
+        self._generator = torch.Generator(device="cpu").manual_seed(seed)
+        self._obs = np.zeros((1, *model_input_shape(model)), dtype=np.float32)
+
+    def new_game(self) -> None:
+        pass
+
+    def choose(self, game: ShogiGame) -> str:
+        game.observation(out=self._obs[0])
+        mask = torch.from_numpy(game.legal_mask()).to(self.device)[None]
+        with torch.inference_mode():
+            logits, _ = self.model(torch.from_numpy(self._obs).to(self.device))
+            logits = masked_logits(logits.float(), mask)[0].cpu()
+        if self.greedy:
+            label = int(torch.argmax(logits))
+        else:
+            probs = torch.softmax(logits, dim=-1)
+            label = int(torch.multinomial(probs, 1, generator=self._generator))
+        return _usi(game, label)
+
+    def close(self) -> None:
+        pass
+
+
+def model_input_shape(model: torch.nn.Module) -> tuple[int, int, int]:
+    architecture = getattr(model, "architecture", None)
+    planes = architecture.input_planes if architecture is not None else 119
+    return (planes, 9, 9)
+
+
+def load_checkpoint_player(
+    path: str | Path, *, greedy: bool = True, seed: int = 0, device: str = "cpu"
+) -> NeuralPlayer:
+    """A saved Keisei model as an opponent, loaded safely (checksums verified, no pickle)."""
+    from keisei.training.checkpoint import load_model_weights, read_architecture, resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(path)
+    model = ActorCritic(Architecture.from_dict(read_architecture(checkpoint)))
+    model.load_state_dict(load_model_weights(checkpoint))
+    model.to(device).eval()
+    step = _step_of(checkpoint)
+    run = checkpoint.parent.parent.name
+    return NeuralPlayer(
+        model,
+        name=f"{run}/{checkpoint.name}",
+        kind="checkpoint",
+        greedy=greedy,
+        seed=seed,
+        device=device,
+        path=str(checkpoint.resolve()),
+        step=step,
+    )
+
+
+def _step_of(checkpoint: Path) -> int | None:
+    digits = checkpoint.name.removeprefix("step_")
+    return int(digits) if digits.isdigit() else None
+
+
+class UsiPlayer:
+    """An external USI engine in a subprocess, with time limits. Hangs and crashes lose games."""
+
+    kind = "usi"
+    step = None
+
+    def __init__(
+        self,
+        command: str,
+        *,
+        options: Mapping[str, str] | None = None,
+        byoyomi_ms: int | None = 100,
+        nodes: int | None = None,
+        timeout_s: float = 30.0,
+        name: str | None = None,
+    ) -> None:
+        from keisei.evaluation.usi_client import UsiEngine
+
+        self.command = command
+        self.path = command
+        self.byoyomi_ms, self.nodes, self.timeout_s = byoyomi_ms, nodes, timeout_s
+        self._options = dict(options or {})
+        self._engine_class = UsiEngine
+        self._engine: UsiEngine | None = None
+        suffix = "".join(f" {k}={v}" for k, v in sorted(self._options.items()))
+        self.name = name or f"usi:{Path(shlex.split(command)[0]).name}{suffix}"
+
+    def _ensure_engine(self) -> None:
+        from keisei.evaluation.usi_client import UsiError
+
+        if self._engine is None:
+            engine = self._engine_class(self.command, options=self._options, name=self.name)
+            try:
+                engine.start()
+            except UsiError as exc:
+                engine.quit()
+                raise PlayerFailure("engine_crash", f"{self.name} failed to start: {exc}") from exc
+            self._engine = engine
+
+    def new_game(self) -> None:
+        from keisei.evaluation.usi_client import UsiError
+
+        self._ensure_engine()
+        assert self._engine is not None
+        try:
+            self._engine.new_game()
+        except UsiError as exc:
+            self._restart_after(exc)
+            raise PlayerFailure("engine_crash", f"{self.name}: {exc}") from exc
+
+    def choose(self, game: ShogiGame) -> str:
+        from keisei.evaluation.usi_client import UsiError, UsiTimeoutError
+
+        self._ensure_engine()
+        assert self._engine is not None
+        try:
+            return self._engine.best_move(
+                game.usi_position(),
+                byoyomi_ms=self.byoyomi_ms,
+                nodes=self.nodes,
+                movetime_timeout_s=self.timeout_s,
+            )
+        except UsiError as exc:
+            reason = "engine_timeout" if isinstance(exc, UsiTimeoutError) else "engine_crash"
+            self._restart_after(exc)
+            raise PlayerFailure(reason, f"{self.name}: {exc}") from exc
+
+    def _restart_after(self, exc: Exception) -> None:
+        _log.warning("%s failed (%s); it is restarted for the next game", self.name, exc)
+        if self._engine is not None:
+            self._engine.quit()
+        self._engine = None
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.quit()
+            self._engine = None
+
+
+def make_opponent(
+    spec: str,
+    *,
+    seed: int = 0,
+    device: str = "cpu",
+    options: Mapping[str, str] | None = None,
+    usi_byoyomi_ms: int | None = 100,
+    usi_nodes: int | None = None,
+    usi_timeout_s: float = 30.0,
+) -> Player:
+    """Build an opponent from `random`, `greedy`, `checkpoint:PATH` or `usi:COMMAND`."""
+    kind, _, argument = spec.partition(":")
+    if spec == "random":
+        return RandomPlayer(seed)
+    if spec == "greedy":
+        return GreedyPlayer(seed)
+    if kind == "checkpoint" and argument:
+        return load_checkpoint_player(argument, seed=seed, device=device)
+    if kind == "usi" and argument:
+        return UsiPlayer(
+            argument,
+            options=options,
+            byoyomi_ms=usi_byoyomi_ms,
+            nodes=usi_nodes,
+            timeout_s=usi_timeout_s,
+        )
+    raise ValueError(
+        f"unknown opponent {spec!r}: expected random, greedy, checkpoint:PATH or usi:COMMAND"
+    )

@@ -1,0 +1,190 @@
+"""`keisei report RUN_DIR`: plots and a short Markdown summary of a training run.
+
+Writes into `RUN_DIR/report/`: `elo.png` (maximum-likelihood Elo of each evaluated snapshot over
+training steps, with 95% bands, and the incremental Elo), `outcomes.png` (win/draw/loss shares per
+opponent), `losses.png` (PPO losses and entropy), `game_length.png` (self-play and evaluation game
+lengths), and `report.md` tying them together.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from keisei.evaluation.elo import DATABASE, EloRegistry
+from keisei.log import get_logger, read_metrics
+
+_log = get_logger("report")
+
+
+@dataclass
+class OpponentRecord:
+    wins: int = 0
+    draws: int = 0
+    losses: int = 0
+
+    @property
+    def games(self) -> int:
+        return self.wins + self.draws + self.losses
+
+
+def agent_results(registry: EloRegistry) -> dict[str, OpponentRecord]:
+    """Results of the evaluated agent snapshots against each opponent."""
+    kinds = {p.name: p.kind for p in registry.players()}
+    table: dict[str, OpponentRecord] = defaultdict(OpponentRecord)
+    for game in registry.games():
+        for side, agent, opponent in (("black", game.black, game.white),
+                                      ("white", game.white, game.black)):  # fmt: skip
+            if kinds.get(agent) != "agent":
+                continue
+            record = table[opponent]
+            if game.result == "draw":
+                record.draws += 1
+            elif game.result == side:
+                record.wins += 1
+            else:
+                record.losses += 1
+    return dict(table)
+
+
+def _plot_elo(registry: EloRegistry, path: Path) -> list[tuple[int, float, float, float]]:
+    fitted = registry.fit()
+    agents = sorted(
+        (p for p in registry.players() if p.kind == "agent" and p.name in fitted),
+        key=lambda p: p.step or 0,
+    )
+    points = [(p.step or 0, fitted[p.name].rating, fitted[p.name].low, fitted[p.name].high)
+              for p in agents]  # fmt: skip
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    if points:
+        steps = [p[0] for p in points]
+        ax.plot(steps, [p[1] for p in points], marker="o", label="Elo (maximum likelihood)")
+        ax.fill_between(steps, [p[2] for p in points], [p[3] for p in points], alpha=0.25,
+                        label="95% interval")  # fmt: skip
+        ax.plot(steps, [p.rating for p in agents], linestyle="--", alpha=0.7,
+                label="incremental Elo")  # fmt: skip
+    ax.axhline(registry.anchor_rating, color="grey", linewidth=0.8, label="random (anchor)")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("Elo")
+    ax.set_title("Agent rating over training")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return points
+
+
+def _plot_outcomes(results: dict[str, OpponentRecord], path: Path) -> None:
+    names = sorted(results)
+    fig, ax = plt.subplots(figsize=(8, 0.6 * max(len(names), 2) + 1.5))
+    left = [0.0] * len(names)
+    for label, attr, color in (("win", "wins", "tab:green"), ("draw", "draws", "tab:grey"),
+                               ("loss", "losses", "tab:red")):  # fmt: skip
+        shares = [getattr(results[n], attr) / max(results[n].games, 1) for n in names]
+        ax.barh(names, shares, left=left, color=color, label=label)
+        left = [a + b for a, b in zip(left, shares, strict=True)]
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of games")
+    ax.set_title("Agent results per opponent")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _series(records: list[dict], key: str) -> tuple[list[float], list[float]]:
+    rows = [(r["step"], r[key]) for r in records if isinstance(r.get(key), int | float)]
+    return [s for s, _ in rows], [v for _, v in rows]
+
+
+def _plot_losses(records: list[dict], path: Path) -> None:
+    keys = ["ppo/policy_loss", "ppo/value_loss", "ppo/entropy", "ppo/approx_kl"]
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6))
+    for ax, key in zip(axes.flat, keys, strict=True):
+        steps, values = _series(records, key)
+        ax.plot(steps, values)
+        ax.set_title(key)
+        ax.set_xlabel("training step")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_lengths(records: list[dict], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for key, label in (("games/mean_length", "self-play (last 100 games)"),
+                       ("evaluation/avg_game_length", "evaluation")):  # fmt: skip
+        steps, values = _series(records, key)
+        if key == "evaluation/avg_game_length":
+            steps, _ = _series(records, "evaluation/step")
+        if values:
+            ax.plot(steps[: len(values)], values, marker="." if "evaluation" in key else None,
+                    label=label)  # fmt: skip
+    ax.set_xlabel("training step")
+    ax.set_ylabel("plies")
+    ax.set_title("Game length")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write the plots and `report.md` into `run_dir/report/`; returns the Markdown file."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"no run directory {run_dir}")
+    out = run_dir / "report"
+    out.mkdir(exist_ok=True)
+    metrics_path = run_dir / "metrics.jsonl"
+    records = read_metrics(metrics_path) if metrics_path.exists() else []
+    lines = [f"# Keisei run report: {run_dir.name}", ""]
+    database = run_dir / DATABASE
+    if database.exists():
+        with EloRegistry(database) as registry:
+            points = _plot_elo(registry, out / "elo.png")
+            results = agent_results(registry)
+            _plot_outcomes(results, out / "outcomes.png")
+            games = len(registry.games())
+        lines += [f"{games} evaluation games recorded.", ""]
+        if points:
+            step, rating, low, high = points[-1]
+            lines += [
+                f"Latest evaluated snapshot: step {step}, Elo {rating:.0f} "
+                f"(95% interval {low:.0f} to {high:.0f}; random = anchor).",
+                "",
+                "![Elo](elo.png)",
+                "",
+            ]
+        lines += [
+            "| opponent | games | wins | draws | losses | score |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, r in sorted(results.items()):
+            score = (r.wins + 0.5 * r.draws) / max(r.games, 1)
+            lines.append(f"| {name} | {r.games} | {r.wins} | {r.draws} | {r.losses} | "
+                         f"{score:.0%} |")  # fmt: skip
+        lines += ["", "![Outcomes](outcomes.png)", ""]
+    else:
+        lines += ["No evaluation games were recorded (periodic evaluation was off).", ""]
+    if records:
+        _plot_losses(records, out / "losses.png")
+        _plot_lengths(records, out / "game_length.png")
+        last = next((r for r in reversed(records) if "ppo/value_loss" in r), None)
+        if last is not None:
+            lines += [
+                f"Final update (step {last['step']}): value loss {last['ppo/value_loss']:.4f}, "
+                f"policy loss {last['ppo/policy_loss']:.4f}, entropy {last['ppo/entropy']:.3f}.",
+                "",
+            ]
+        lines += ["![Losses](losses.png)", "", "![Game length](game_length.png)", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    _log.info("report written to %s", path)
+    return path
