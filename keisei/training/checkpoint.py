@@ -20,20 +20,13 @@ Typical use::
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
-import shutil
-import tempfile
 import threading
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from keisei.log import get_logger
-from keisei.training.checkpoint_codec import decode
 from keisei.training.checkpoint_errors import (
     CheckpointCorruptError,
     CheckpointError,
@@ -43,26 +36,12 @@ from keisei.training.checkpoint_errors import (
     CheckpointNotFoundError,
     CheckpointWriteError,
 )
-from keisei.training.checkpoint_files import (
-    FileRecord,
-    fsync_dir,
-    replace_atomic,
-    write_durable,
-    write_tensors,
-)
 from keisei.training.checkpoint_layout import (
-    MANIFEST,
-    MODEL_FILE,
-    OPTIMIZER_FILE,
     POINTER,
-    TEMP_PREFIX,
-    TRASH_PREFIX,
     checkpoint_dirs,
     latest_candidates,
-    read_pointer,
     resolve_checkpoint,
     run_checkpoint_dir,
-    step_of,
     validate_name,
 )
 from keisei.training.checkpoint_load import (
@@ -83,6 +62,7 @@ from keisei.training.checkpoint_weights import (
     load_model_weights,
     read_architecture,
 )
+from keisei.training.checkpoint_writer import CheckpointWriter
 from keisei.training.rng_state import capture_rng_state, restore_rng_state
 
 if TYPE_CHECKING:
@@ -139,7 +119,7 @@ class CheckpointStore:
         self._pending: tuple[str, Future[Path]] | None = None
         self._lock = threading.RLock()
         self._closed = False
-        self._stale_removed = False
+        self._writer = CheckpointWriter(self._directory, self.policy)
 
     @classmethod
     def from_config(cls, cfg: CheckpointConfig, directory: str | Path) -> CheckpointStore:
@@ -231,7 +211,7 @@ class CheckpointStore:
 
     def _write_reporting(self, snapshot: Snapshot) -> Path:
         try:
-            return self._write(snapshot)
+            return self._writer.commit(snapshot)
         except Exception as exc:
             message = (
                 f"writing checkpoint {snapshot.name} in {self._directory} failed: "
@@ -239,88 +219,6 @@ class CheckpointStore:
             )
             _logger.error(message, exc_info=exc)
             raise CheckpointWriteError(message, name=snapshot.name) from exc
-
-    def _write(self, snapshot: Snapshot) -> Path:
-        started = time.perf_counter()
-        directory = self._directory
-        directory.mkdir(parents=True, exist_ok=True)
-        if not self._stale_removed:
-            self._remove_stale()
-            self._stale_removed = True
-        target = directory / snapshot.name
-        temp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{snapshot.name}-", dir=directory))
-        trash: Path | None = None
-        try:
-            temp.chmod(0o755)
-            files: dict[str, FileRecord] = {
-                MODEL_FILE: write_tensors(temp / MODEL_FILE, snapshot.model_tensors)
-            }
-            if any(snapshot.manifest[part] for part in ("optimizer", "scheduler", "scaler")):
-                files[OPTIMIZER_FILE] = write_tensors(
-                    temp / OPTIMIZER_FILE, snapshot.optimizer_tensors
-                )
-            manifest = {**snapshot.manifest, "files": {k: v.to_json() for k, v in files.items()}}
-            write_durable(temp / MANIFEST, json.dumps(manifest, allow_nan=False).encode())
-            fsync_dir(temp)
-            if os.path.lexists(target):
-                trash = directory / f"{TRASH_PREFIX}{snapshot.name}-{secrets.token_hex(4)}"
-                os.rename(target, trash)
-            os.rename(temp, target)
-            fsync_dir(directory)
-        except BaseException:
-            shutil.rmtree(temp, ignore_errors=True)
-            raise
-        replace_atomic(directory / POINTER, f"{snapshot.name}\n".encode())
-        if trash is not None:
-            _remove(trash)
-        self._apply_retention()
-        _logger.debug(
-            "checkpoint %s written: %.1f MB in %.2f s",
-            snapshot.name,
-            snapshot.nbytes / 1e6,
-            time.perf_counter() - started,
-        )
-        return target
-
-    def _remove_stale(self) -> None:
-        """Remove temporary and half-deleted directories left by a process that died."""
-        for entry in self._directory.iterdir():
-            if entry.name.startswith((TEMP_PREFIX, TRASH_PREFIX, f".{POINTER}.tmp-")):
-                _logger.info("removing %s, left over by an interrupted save", entry)
-                _remove(entry)
-
-    def _metric(self, path: Path) -> float | None:
-        metric = self.policy.best_metric
-        if metric is None:
-            return None
-        try:
-            manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-            value = decode(manifest.get("metrics", {}), {}).get(metric)
-            return float(value) if isinstance(value, int | float) else None
-        except (OSError, ValueError, AttributeError):
-            return None
-
-    def _apply_retention(self) -> None:
-        try:
-            by_step = {
-                step: path
-                for path in checkpoint_dirs(self._directory)
-                if (step := step_of(path.name)) is not None
-            }
-            try:
-                pointer = read_pointer(self._directory)
-            except CheckpointCorruptError:
-                pointer = None
-            protected = {step_of(pointer) or 0} if pointer is not None else set()
-            entries = [(step, self._metric(path)) for step, path in by_step.items()]
-            for step in self.policy.to_delete(entries, protected=protected):
-                path = by_step[step]
-                trash = self._directory / f"{TRASH_PREFIX}{path.name}-{secrets.token_hex(4)}"
-                os.rename(path, trash)
-                _remove(trash)
-                _logger.debug("retention: deleted checkpoint %s", path.name)
-        except OSError as exc:
-            _logger.warning("retention in %s failed (nothing lost): %s", self._directory, exc)
 
     # ---- loading --------------------------------------------------------------------------
 
@@ -403,10 +301,3 @@ def _load_checked(path: Path, architecture: Mapping[str, Any] | None) -> LoadedC
                 f"checkpoint {path} is of another architecture: {differences}"
             )
     return load_checkpoint(path)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)

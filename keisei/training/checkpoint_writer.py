@@ -1,0 +1,150 @@
+"""Committing a snapshot to disk: the atomic write protocol, then retention.
+
+1. Write the data files into a temporary directory beside the target (`.tmp-step_...-xxxx`),
+   fsync each file; write `manifest.json` last (with every file's sha256), fsync it and the
+   directory. A directory without a manifest is never a checkpoint.
+2. Rename the temporary directory to `step_...` and fsync the store directory.
+3. Replace the `latest` pointer atomically (write, fsync, rename, fsync).
+4. Apply the retention policy, never touching what `latest` names.
+
+A process killed at any point leaves the previous `latest` valid; leftovers (`.tmp-`, `.trash-`)
+are removed by the next writer. Deletion renames a checkpoint to `.trash-...` first, so a
+half-deleted directory is never mistaken for a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from keisei.log import get_logger
+from keisei.training.checkpoint_codec import decode
+from keisei.training.checkpoint_errors import CheckpointCorruptError
+from keisei.training.checkpoint_files import (
+    FileRecord,
+    fsync_dir,
+    replace_atomic,
+    write_durable,
+    write_tensors,
+)
+from keisei.training.checkpoint_layout import (
+    MANIFEST,
+    MODEL_FILE,
+    OPTIMIZER_FILE,
+    POINTER,
+    TEMP_PREFIX,
+    TRASH_PREFIX,
+    checkpoint_dirs,
+    read_pointer,
+    step_of,
+)
+from keisei.training.checkpoint_retention import RetentionPolicy
+from keisei.training.checkpoint_snapshot import Snapshot
+
+_logger = get_logger("checkpoint")
+
+
+class CheckpointWriter:
+    """Writes snapshots into `directory`, one at a time (the store guarantees that)."""
+
+    def __init__(self, directory: Path, policy: RetentionPolicy) -> None:
+        self.directory = directory
+        self.policy = policy
+        self._stale_removed = False
+
+    def commit(self, snapshot: Snapshot) -> Path:
+        """Write `snapshot` as a checkpoint, point `latest` at it, apply retention."""
+        started = time.perf_counter()
+        directory = self.directory
+        directory.mkdir(parents=True, exist_ok=True)
+        if not self._stale_removed:
+            self._remove_stale()
+            self._stale_removed = True
+        target = directory / snapshot.name
+        temp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{snapshot.name}-", dir=directory))
+        trash: Path | None = None
+        try:
+            temp.chmod(0o755)
+            files: dict[str, FileRecord] = {
+                MODEL_FILE: write_tensors(temp / MODEL_FILE, snapshot.model_tensors)
+            }
+            if any(snapshot.manifest[part] for part in ("optimizer", "scheduler", "scaler")):
+                files[OPTIMIZER_FILE] = write_tensors(
+                    temp / OPTIMIZER_FILE, snapshot.optimizer_tensors
+                )
+            manifest = {**snapshot.manifest, "files": {k: v.to_json() for k, v in files.items()}}
+            write_durable(temp / MANIFEST, json.dumps(manifest, allow_nan=False).encode())
+            fsync_dir(temp)
+            if os.path.lexists(target):  # the same step saved again: replace it
+                trash = directory / f"{TRASH_PREFIX}{snapshot.name}-{secrets.token_hex(4)}"
+                os.rename(target, trash)
+            os.rename(temp, target)
+            fsync_dir(directory)
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
+        replace_atomic(directory / POINTER, f"{snapshot.name}\n".encode())
+        if trash is not None:
+            remove(trash)
+        self._apply_retention()
+        _logger.debug(
+            "checkpoint %s written: %.1f MB in %.2f s",
+            snapshot.name,
+            snapshot.nbytes / 1e6,
+            time.perf_counter() - started,
+        )
+        return target
+
+    def _remove_stale(self) -> None:
+        """Remove temporary and half-deleted directories left by a process that died."""
+        for entry in self.directory.iterdir():
+            if entry.name.startswith((TEMP_PREFIX, TRASH_PREFIX, f".{POINTER}.tmp-")):
+                _logger.info("removing %s, left over by an interrupted save", entry)
+                remove(entry)
+
+    def _metric(self, path: Path) -> float | None:
+        metric = self.policy.best_metric
+        if metric is None:
+            return None
+        try:
+            manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+            value = decode(manifest.get("metrics", {}), {}).get(metric)
+            return float(value) if isinstance(value, int | float) else None
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    def _apply_retention(self) -> None:
+        """Delete what the policy does not keep; a failure here loses nothing, so it only warns."""
+        try:
+            by_step = {
+                step: path
+                for path in checkpoint_dirs(self.directory)
+                if (step := step_of(path.name)) is not None
+            }
+            try:
+                pointer = read_pointer(self.directory)
+            except CheckpointCorruptError:
+                pointer = None
+            protected = {step_of(pointer) or 0} if pointer is not None else set()
+            entries = [(step, self._metric(path)) for step, path in by_step.items()]
+            for step in self.policy.to_delete(entries, protected=protected):
+                path = by_step[step]
+                trash = self.directory / f"{TRASH_PREFIX}{path.name}-{secrets.token_hex(4)}"
+                os.rename(path, trash)
+                remove(trash)
+                _logger.debug("retention: deleted checkpoint %s", path.name)
+        except OSError as exc:
+            _logger.warning("retention in %s failed (nothing lost): %s", self.directory, exc)
+
+
+def remove(path: Path) -> None:
+    """Delete a file or directory tree; a symbolic link is unlinked, never followed."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
