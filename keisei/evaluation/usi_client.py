@@ -97,6 +97,11 @@ class UsiEngine:
         return None if self._process is None else self._process.pid
 
     @property
+    def returncode(self) -> int | None:
+        """The engine's exit status once it has exited (None while it runs)."""
+        return None if self._process is None else self._process.poll()
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
@@ -282,6 +287,8 @@ class UsiEngine:
         message = (
             f"engine {self.name}: no {token!r} within {timeout_s:g} s after {waiting_for!r}; killed"
         )
+        if self._stderr_tail:
+            message += "; stderr: " + " | ".join(self._stderr_tail)
         _logger.error("%s", message)
         return UsiTimeoutError(message)
 

@@ -196,8 +196,13 @@ class UsiEngineServer:
         job.release.set()
 
     def _go(self, args: list[str]) -> None:
-        if self._job is not None and self._job.thread is not None and self._job.thread.is_alive():
-            raise UsiInputError("go: still thinking about the last go; send stop first")
+        previous = self._job
+        if previous is not None and previous.thread is not None:
+            if not previous.release.is_set():
+                raise UsiInputError("go: still thinking (infinite or ponder); send stop first")
+            # A limited search ends by itself: let it finish (its `bestmove` may be out already
+            # while the thread is still returning).
+            previous.thread.join()
         self._job = None
         go = parse_go(args)
         if go.mate:

@@ -80,3 +80,13 @@ def random_game(seed: int, plies: int) -> ShogiGame:
         else:
             break  # every move would end the game
     return game
+
+
+def outcome_for(game: ShogiGame, side: int, resigned: int | None = None) -> str:
+    """`win`, `lose` or `draw` for `side` (0 black, 1 white), as USI's `gameover` says it."""
+    if resigned is not None:
+        return "lose" if resigned == side else "win"
+    result = game.result
+    if result is None or result.winner is None:
+        return "draw"
+    return "win" if result.winner == ("black", "white")[side] else "lose"
