@@ -28,6 +28,7 @@ HELP: Final = (
     "on 5e). Commands: undo, resign, help, quit."
 )
 _KIF_COLOR: Final = {"black": "先手", "white": "後手"}
+_HAND_LETTERS: Final = "PLNSGBR"  # cshogi's order of pieces in hand
 
 
 @dataclass
@@ -48,6 +49,16 @@ def refusal(game: ShogiGame, text: str) -> str:
     """Why `text` cannot be played here (for a move `push_usi` refused)."""
     if not _USI_MOVE.fullmatch(text):
         return f"{text!r} is not a move in USI notation. {HELP}"
+    board = game.board_copy()
+    if text[1] == "*":
+        hand = board.pieces_in_hand[game.turn]
+        if not hand[_HAND_LETTERS.index(text[0])]:
+            return f"{text}: you have no {text[0]} in hand"
+    else:
+        square = (int(text[0]) - 1) * 9 + "abcdefghi".index(text[1])
+        piece = board.pieces[square]
+        if piece == 0 or (piece >= 16) != (game.turn == 1):
+            return f"{text}: there is no piece of yours on {text[:2]}"
     reason = f"{text} is not a legal move here"
     if game.is_check():
         reason += " (your king is in check)"
@@ -62,6 +73,8 @@ def kif_text(game: ShogiGame, black: str, white: str, resigned: str | None) -> s
     lines = text.rstrip("\n").split("\n")[:-2]
     winner = "white" if resigned == "black" else "black"
     plies = game.ply
+    if lines and lines[0].endswith(": unfinished"):
+        lines[0] = lines[0].replace("unfinished", f"end=resign winner={winner} plies={plies}")
     lines += [f"{plies + 1:>4} 投了", f"まで{plies}手で{_KIF_COLOR[winner]}の勝ち"]
     return "\n".join(lines) + "\n"
 
@@ -93,8 +106,11 @@ class PlaySession:
         self.console.print(f"You play {you}. {HELP}", markup=False)
         resigned: str | None = None
         abandoned = False
+        shown = -1  # the board is drawn again only when a move was played or undone
         while not game.is_over:
-            self._show()
+            if shown != game.ply:
+                self._show()
+                shown = game.ply
             if game.turn != self.human:
                 self._agent_move()
                 continue
