@@ -5,8 +5,10 @@ Q + c_puct * P * sqrt(N_parent) / (1 + N), until it reaches a position not yet e
 finished game. Playouts are gathered into batches with a virtual loss (a path counts as a loss
 until its value arrives), so one forward pass serves many leaves; a playout that runs into a leaf
 already waiting in the batch is withdrawn (a collision). Game ends come from `ShogiGame`'s rules
-(mate, repetition, perpetual check, declaration). With no playouts the result is the policy's own
-best move, from one evaluation of the root.
+(mate, repetition, perpetual check, declaration); a position where the side to move mates in one
+(cshogi's 1-ply mate search) is a proven win, not evaluated, and at the root that mate is played
+at once. With no playouts the result is the policy's own best move, from one evaluation of the
+root.
 """
 
 from __future__ import annotations
@@ -84,8 +86,18 @@ class Node:
         self.pending = False
 
     def best_index(self) -> int:
-        """Most visited move; ties go to the higher prior."""
-        return int(np.lexsort((self.priors, self.n))[-1])
+        """A move proven to win at once if there is one, else the most visited move that is not
+        proven to lose at once (ties go to the higher prior)."""
+        children = self.children
+        for index, child in enumerate(children):
+            if child is not None and child.terminal == -1.0:
+                return index
+        ranked = np.lexsort((self.priors, self.n))[::-1]
+        for index in ranked:
+            child = children[index]
+            if child is None or child.terminal != 1.0:
+                return int(index)
+        return int(ranked[0])
 
 
 def _terminal_value(game: ShogiGame) -> float:
@@ -95,6 +107,19 @@ def _terminal_value(game: ShogiGame) -> float:
     if result.winner is None:
         return 0.0
     return 1.0 if result.winner == game.side_to_move else -1.0
+
+
+def _mate_in_one(board: cshogi.Board, legal: list[int] | None) -> int | None:
+    """A move that checkmates at once (cshogi's 1-ply mate search, verified on the board), or
+    None. `legal`, when given, must contain it. A position with such a move is a proven win for
+    its side to move, so the search needs no network evaluation there."""
+    move = board.mate_move_in_1ply()
+    if not move or (legal is not None and move not in legal):
+        return None
+    board.push(move)
+    mated = board.is_check() and not any(True for _ in board.legal_moves)
+    board.pop()
+    return move if mated else None
 
 
 Path = list[tuple[Node, int]]
@@ -126,9 +151,15 @@ class PuctSearch:
         root.expand(game.legal_moves(), priors[0], float(values[0]))
         playouts = seldepth = 0
         last_report = started
-        if len(root.moves) > 1:
+        board = game.board_copy()  # mirrors the path, for the mate probe only
+        mate = _mate_in_one(board, root.moves) if control.max_playouts > 0 else None
+        if mate is not None:
+            index = root.moves.index(mate)
+            root.children[index] = Node(-1.0)
+            root.n[index], root.w[index] = 1.0, 1.0
+        elif len(root.moves) > 1:
             while not control.should_stop(playouts):
-                done, depth = self._batch(game, root, control.max_playouts - playouts)
+                done, depth = self._batch(game, board, root, control.max_playouts - playouts)
                 playouts += done
                 seldepth = max(seldepth, depth)
                 now = time.monotonic()
@@ -139,7 +170,9 @@ class PuctSearch:
 
     # --- one batch of playouts -----------------------------------------------------------
 
-    def _batch(self, game: ShogiGame, root: Node, budget: int) -> tuple[int, int]:
+    def _batch(
+        self, game: ShogiGame, board: cshogi.Board, root: Node, budget: int
+    ) -> tuple[int, int]:
         """Collect up to min(capacity, budget) leaves, evaluate them, back up. Returns
         (playouts completed, deepest path)."""
         evaluator = self.evaluator
@@ -157,10 +190,13 @@ class PuctSearch:
                 node.w[index] -= 1.0  # virtual loss
                 path.append((node, index))
                 game.push_move(node.moves[index])
+                board.push(node.moves[index])
                 child = node.children[index]
                 if child is None:
                     if game.is_over:
                         child = node.children[index] = Node(_terminal_value(game))
+                    elif _mate_in_one(board, None) is not None:
+                        child = node.children[index] = Node(1.0)  # its side to move mates
                     else:
                         child = node.children[index] = Node()
                         game.observation(evaluator.slot(len(waiting)))
@@ -180,6 +216,7 @@ class PuctSearch:
             deepest = max(deepest, len(path))
             for _ in path:
                 game.pop()
+                board.pop()
         self.collisions += collisions
         if waiting:
             priors, values = evaluator.evaluate(labels)

@@ -62,7 +62,8 @@ def test_search_plays_legal_moves_and_leaves_the_game_untouched(batch: int) -> N
         result = search.run(game, SearchControl(max_playouts=150))
         assert (game.sfen(), game.usi_moves, game.repetitions()) == before
         assert result.usi in game.legal_usi()
-        assert result.playouts == 150
+        # A mate in one at the root is played at once; anything else gets all its playouts.
+        assert result.playouts == (0 if result.mate else 150)
         assert result.pv[0] == result.usi
         assert -1.0 <= result.value <= 1.0
 
@@ -159,3 +160,53 @@ def test_load_model_names_a_broken_checkpoint(run_dir, tmp_path) -> None:
     assert load_model(run_dir, torch.device("cpu")).architecture.channels == 8
     with pytest.raises(CheckpointError):
         load_model(tmp_path / "nothing-here", torch.device("cpu"))
+
+
+EXPOSED_KING_SFEN = (
+    "l1s1k2nl/2g1gr3/ppn3s+bp/n1pppp1s1/2PP2P2/P3+b1KP1/1P3PS1P/L2R4L/6GN1 b G2Pp 61"
+)
+"""Black to move; 61 of its moves let White mate at once, 11 do not."""
+
+
+class FavouriteEvaluator(BatchEvaluator):
+    """Uniform priors and zero values, except that the root's `favourite` move gets 90%."""
+
+    def __init__(self, favourite_label: int, capacity: int) -> None:
+        super().__init__(tiny_model(), capacity, "cpu")
+        self.favourite = favourite_label
+        self.root_done = False
+
+    def evaluate(self, labels):  # type: ignore[no-untyped-def]
+        priors = [np.full(len(row), 1.0 / len(row), dtype=np.float32) for row in labels]
+        if not self.root_done:
+            self.root_done = True
+            row = labels[0]
+            priors[0] = np.where(row == self.favourite, 0.9, 0.1 / (len(row) - 1)).astype(
+                np.float32
+            )
+        return priors, np.zeros(len(labels), dtype=np.float32)
+
+
+def test_search_refuses_a_favourite_move_that_allows_mate_in_one() -> None:
+    from keisei.shogi.tactics import mate_in_one
+
+    game = ShogiGame(EXPOSED_KING_SFEN)
+    blunder = game.move_for_usi("P*5c")
+    game.push_move(blunder)
+    assert mate_in_one(game) is not None
+    game.pop()
+    search = PuctSearch(FavouriteEvaluator(game.label_for_move(blunder), capacity=8))
+    result = search.run(game, SearchControl(max_playouts=64))
+    game.push_move(result.move)
+    assert mate_in_one(game) is None, f"{result.usi} lets White mate"
+
+
+def test_root_mate_in_one_is_played_whatever_the_policy_prefers() -> None:
+    game = ShogiGame(MATE_IN_ONE_SFEN)
+    other = game.move_for_usi("5c5b+")
+    search = PuctSearch(FavouriteEvaluator(game.label_for_move(other), capacity=4))
+    result = search.run(game, SearchControl(max_playouts=50))
+    assert result.usi == "G*5b" and result.mate == 1 and result.playouts == 0
+    # Playouts=0 is the policy's move, mate or not.
+    search = PuctSearch(FavouriteEvaluator(game.label_for_move(other), capacity=4))
+    assert search.run(game, SearchControl(max_playouts=0)).usi == "5c5b+"
