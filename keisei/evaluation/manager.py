@@ -71,8 +71,13 @@ def _opponents(job: EvaluationJob) -> list[Player]:
         )
         for i, spec in enumerate(job.fixed_opponents)
     ]
+    from keisei.training.checkpoint_errors import CheckpointError
+
     for member in job.pool_members:
-        players.append(load_checkpoint_player(member.path, seed=job.seed))
+        try:
+            players.append(load_checkpoint_player(member.path, seed=job.seed))
+        except CheckpointError as exc:  # e.g. removed by the retention policy meanwhile
+            _log.warning("pool opponent %s is unavailable and skipped: %s", member.name, exc)
     return players
 
 

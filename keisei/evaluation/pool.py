@@ -61,6 +61,7 @@ class OpponentPool:
 
     def refresh(self, directory: Path, *, before_step: int | None = None) -> None:
         """Add the complete checkpoints in `directory` (those older than `before_step`)."""
+        self._members = [m for m in self._members if Path(m.path).is_dir()]
         if not directory.is_dir():
             return
         for checkpoint in checkpoint_dirs(directory):

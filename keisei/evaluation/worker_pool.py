@@ -158,9 +158,11 @@ class WorkerPool:
                 while self._wake_read.poll():
                     self._wake_read.recv()
             for index, worker in enumerate(list(self._workers)):
-                if worker.conn in ready:
+                got_data = worker.conn in ready
+                if got_data:
                     self._receive(worker)
-                elif worker.process.sentinel in ready:
+                died = worker.process.sentinel in ready
+                if died or (got_data and not worker.process.is_alive()):
                     self._replace(index, worker)
 
     def _receive(self, worker: _Worker) -> None:
