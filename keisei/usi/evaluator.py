@@ -17,6 +17,9 @@ import torch
 from keisei.model import ActorCritic
 from keisei.shogi import NUM_LABELS, OBS_SHAPE, ShogiGame
 
+MAX_LEGAL_MOVES = 600
+"""More than any Shogi position has (593 is the known maximum)."""
+
 
 class BatchEvaluator:
     """Evaluates up to `capacity` positions per call on `device`; counts positions and seconds."""
@@ -26,9 +29,14 @@ class BatchEvaluator:
             raise ValueError(f"batch capacity must be at least 1, not {capacity}")
         self.model = model
         self.device = torch.device(device)
+        self._accelerated = self.device.type != "cpu"
         pin = self.device.type == "cuda"
         self._obs_tensor = torch.zeros((capacity, *OBS_SHAPE), dtype=torch.float32, pin_memory=pin)
         self._obs = self._obs_tensor.numpy()
+        self._index_tensor = torch.zeros(
+            capacity * MAX_LEGAL_MOVES, dtype=torch.int64, pin_memory=pin
+        )
+        self._index = self._index_tensor.numpy()
         self.positions = 0
         self.calls = 0
         self.seconds = 0.0
@@ -52,13 +60,23 @@ class BatchEvaluator:
         if not sizes.all():
             raise ValueError("every evaluated position needs at least one legal move")
         started = time.perf_counter()
+        total = int(sizes.sum())
+        index = self._index[:total]
+        np.concatenate(labels, out=index)
+        index += np.repeat(np.arange(count, dtype=np.int64) * NUM_LABELS, sizes)
         with torch.inference_mode():
-            batch = self._obs_tensor[:count].to(self.device, non_blocking=True)
-            logits, values = self.model(batch)
-            logits_np = logits.float().cpu().numpy().reshape(-1)
-            values_np = values.float().cpu().numpy()
-        offsets = np.repeat(np.arange(count, dtype=np.intp) * NUM_LABELS, sizes)
-        legal = logits_np[np.concatenate(labels) + offsets]
+            if self._accelerated:
+                # One batch shape (the capacity) for the accelerator's kernels, and only the
+                # legal moves' logits come back to the host.
+                batch = self._obs_tensor.to(self.device, non_blocking=True)
+                logits, values = self.model(batch)
+                on_device = self._index_tensor[:total].to(self.device, non_blocking=True)
+                legal = logits.reshape(-1)[on_device].float().cpu().numpy()
+                values_np = values[:count].float().cpu().numpy()
+            else:
+                logits, values = self.model(self._obs_tensor[:count])
+                legal = logits.reshape(-1).numpy()[index]
+                values_np = values.numpy()
         starts = np.zeros(count, dtype=np.intp)
         np.cumsum(sizes[:-1], out=starts[1:])
         legal -= np.repeat(np.maximum.reduceat(legal, starts), sizes)
