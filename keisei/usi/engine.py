@@ -162,15 +162,19 @@ class UsiEngineServer:
             self._out.send(line)
         self._out.send("usiok")
 
-    def _isready(self, _: list[str]) -> None:
+    def _agent(self) -> Agent | None:
+        """The loaded agent; None (and the engine exits) if it could not be loaded."""
         try:
-            self._loader.get()
+            return self._loader.get()
         except Exception as exc:
             _logger.error("cannot load the agent: %s", exc)
             self._out.send(info_string(f"error: cannot load the agent: {exc}"))
             self._exit_code = EXIT_LOAD_FAILED
-            return
-        self._out.send("readyok")
+            return None
+
+    def _isready(self, _: list[str]) -> None:
+        if self._agent() is not None:
+            self._out.send("readyok")
 
     def _setoption(self, args: list[str]) -> None:
         name, value = parse_setoption(args)
@@ -208,7 +212,9 @@ class UsiEngineServer:
         if go.mate:
             self._out.send("checkmate notimplemented")
             return
-        agent = self._loader.get()
+        agent = self._agent()
+        if agent is None:
+            return
         self._configure(agent)
         game = self._position.game
         job = _Job(go, game.turn, SearchControl())
@@ -250,7 +256,7 @@ class UsiEngineServer:
         control.max_playouts = playouts
 
     def _think(self, agent: Agent, job: _Job, game: ShogiGame | None, answer: str | None) -> None:
-        best = answer or "resign"
+        best = answer or "resign"  # if the search itself fails, the GUI still gets an answer
         try:
             if game is not None:
                 result = agent.think(game, job.control, self._report)

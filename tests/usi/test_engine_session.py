@@ -14,6 +14,7 @@ from tests.usi.helpers import (
     engine_env,
     keisei_command,
     outcome_for,
+    save_checkpoint,
 )
 
 
@@ -101,3 +102,22 @@ def test_missing_checkpoint_fails_before_the_protocol_starts(tmp_path: Path) -> 
     assert done.returncode == 3
     assert "usiok" not in done.stdout
     assert "missing" in done.stderr
+
+
+def test_unloadable_checkpoint_is_reported_at_isready(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    save_checkpoint(run)
+    (weights,) = run.glob("checkpoints/step_*/model.safetensors")
+    weights.write_bytes(b"not safetensors")  # found at start-up, fails to load in the background
+    done = subprocess.run(
+        keisei_command("usi", "--checkpoint", str(run)),
+        input="usi\nisready\ngo\n",
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=engine_env(),
+        timeout=120,
+    )
+    assert done.returncode == 3
+    assert "usiok" in done.stdout and "readyok" not in done.stdout
+    assert "info string error: cannot load the agent" in done.stdout
