@@ -7,8 +7,9 @@ Both find the checkpoint before any heavy import, so a wrong path fails at once 
 from __future__ import annotations
 
 import argparse
+import io
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from keisei.usi.agent import Agent
@@ -57,7 +58,16 @@ def _cmd_usi(args: argparse.Namespace) -> int:
     server = UsiEngineServer(
         AgentLoader(load), UsiOutput(sys.stdout), name=f"Keisei ({checkpoint.name})"
     )
-    return server.run(sys.stdin)
+    return server.run(_lenient_stdin())
+
+
+def _lenient_stdin() -> TextIO:
+    """stdin as UTF-8 where bytes that are not UTF-8 (a GUI in another encoding) become U+FFFD
+    instead of an exception that would end the engine."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:
+        return sys.stdin
+    return io.TextIOWrapper(buffer, encoding="utf-8", errors="replace")
 
 
 def _cmd_play(args: argparse.Namespace) -> int:

@@ -71,15 +71,15 @@ def test_two_engines_play_a_whole_game_then_quit_cleanly(run_dir: Path) -> None:
 def test_engine_exits_on_end_of_input(run_dir: Path) -> None:
     done = subprocess.run(
         keisei_command("usi", "--checkpoint", str(run_dir)),
-        input="usi\nisready\nposition startpos\ngo byoyomi 100\n",
+        input=b"usi\n\xff\xfe not UTF-8\nisready\nposition startpos\ngo byoyomi 100\n",
         capture_output=True,
-        text=True,
         cwd=REPO,
         env=engine_env(),
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    lines = done.stdout.decode().splitlines()
+    assert any(line.startswith("info string error: unknown command") for line in lines)
     assert "usiok" in lines and "readyok" in lines
     assert lines[-1].startswith("bestmove ")
     # Protocol output only on stdout; the log goes to stderr.
