@@ -60,6 +60,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out.write(f"  log:               {summary.run_dir / 'train.log'}\n")
     if plan.config.logging.tensorboard:
         out.write(f"  TensorBoard:       tensorboard --logdir {summary.run_dir / 'tensorboard'}\n")
+    if plan.config.evaluation.enable_periodic_evaluation:
+        from keisei.evaluation.report import write_report
+
+        out.write(f"  report:            {write_report(summary.run_dir)}\n")
+        out.write(f"  ratings:           keisei ratings {summary.run_dir}\n")
     return 0
 
 

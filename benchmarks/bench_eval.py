@@ -1,0 +1,84 @@
+"""Training throughput with no evaluation, synchronous evaluation and background evaluation.
+
+Three real training runs at the default configuration with the same evaluation interval and games,
+in one process, one after the other: (1) evaluation off, (2) evaluation in the training loop,
+(3) evaluation in a background worker process. Throughput is environment steps per second from
+the end of the first epoch (warm-up) to the end of the last one; the background run's final wait
+for running evaluations happens after that and is not counted.
+
+Target: with background evaluation, training keeps at least 85% of its no-evaluation throughput.
+
+Run: `.venv/bin/python benchmarks/bench_eval.py [--epochs 12] [--every 4] [--games 10]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+
+from keisei.training.callbacks import Callback, TrainerView
+from keisei.training.run_dir import plan_run
+from keisei.training.trainer import Trainer
+
+
+class EpochClock(Callback):
+    """Notes when each epoch's callbacks ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.marks: list[tuple[int, float]] = []
+
+    def on_step_end(self, trainer: TrainerView) -> None:
+        self.marks.append((trainer.global_timestep, time.perf_counter()))
+
+
+def run(mode: str, root: str, args: argparse.Namespace) -> float:
+    probe = plan_run(None, args.overrides, "probe", None).config
+    steps_per_epoch = probe.training.steps_per_epoch
+    overrides = [
+        *args.overrides,
+        f"logging.model_dir={root}",
+        f"training.total_timesteps={steps_per_epoch * args.epochs}",
+        f"training.checkpoint_interval_timesteps={steps_per_epoch * args.epochs}",
+        f"evaluation.evaluation_interval_timesteps={steps_per_epoch * args.every}",
+        f"evaluation.num_games={args.games}",
+        f"evaluation.enable_periodic_evaluation={str(mode != 'none').lower()}",
+        f"evaluation.async_mode={str(mode == 'background').lower()}",
+        "logging.tensorboard=false",
+    ]
+    trainer = Trainer(plan_run(None, overrides, mode, None))
+    clock = EpochClock()
+    trainer.manager.add_callback(clock)
+    trainer.train()
+    (first_step, first_time), (last_step, last_time) = clock.marks[0], clock.marks[-1]
+    return (last_step - first_step) / (last_time - first_time)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--every", type=int, default=4, help="evaluate every N epochs")
+    parser.add_argument("--games", type=int, default=10)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args()
+    logging.getLogger("keisei").setLevel(logging.WARNING)
+    results = {}
+    with tempfile.TemporaryDirectory() as root:
+        for mode in ("none", "sync", "background"):
+            results[mode] = run(mode, root, args)
+    base = results["none"]
+    print(f"{args.epochs} epochs, evaluation of {args.games} games every {args.every} epochs")
+    print(f"{'evaluation':<12}{'steps/s':>10}{'vs none':>9}")
+    for mode, rate in results.items():
+        print(f"{mode:<12}{rate:>10.0f}{rate / base:>9.1%}")
+    kept = results["background"] / base
+    print(
+        f"background keeps {kept:.1%} of the no-evaluation throughput "
+        f"(target >= 85%: {'met' if kept >= 0.85 else 'NOT met'})"
+    )
+
+
+if __name__ == "__main__":
+    main()
