@@ -98,3 +98,9 @@ def test_cross_field_rules_name_both_keys():
         load_config(overrides=["ppo.minibatch_size=4096"])
     with pytest.raises(ConfigError, match="'ppo.gamma' = 1.5"):
         load_config(overrides=["ppo.gamma=1.5"])
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_is_valid(path: Path):
+    config = load_config(path)
+    assert config.training.steps_per_epoch % config.env.num_envs == 0
