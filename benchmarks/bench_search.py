@@ -9,7 +9,8 @@ strength that playouts buy (Playouts=N against Playouts=0, the policy's own best
      softmax over them). Target: at least 70% of the baseline;
    * the whole search: playouts per second of search wall time (tree walk, move generation,
      features included), for scale.
-   Trials alternate baseline and search; figures are medians over the trials.
+   Each position's search is followed at once by the baseline over as many positions (a busy
+   machine slows both alike); ratios are taken per trial, figures are medians over the trials.
 2. Match: `--games` games, Playouts=`--playouts` against Playouts=0, on the same network. Games
    come in pairs from the same random opening (`--opening-plies` uniformly random moves), each
    side playing both colours; `--max-plies` ends a game as a draw. Run in `--workers` processes.
@@ -81,8 +82,11 @@ def build_model(checkpoint: str | None, device: torch.device) -> tuple[ActorCrit
 # --- 1. throughput ---------------------------------------------------------------------------
 
 
-def plain_forward_rate(model: ActorCritic, obs: np.ndarray, positions: int, device: Any) -> float:
-    """Positions/s of the plain batched forward pass (host batch in, host results out)."""
+def plain_forward_seconds(
+    model: ActorCritic, obs: np.ndarray, positions: int, device: Any
+) -> float:
+    """Seconds the plain batched forward pass takes for `positions` positions (host batch in,
+    host results out), in batches of len(obs)."""
     batch = torch.from_numpy(obs)
     done = 0
     start = time.perf_counter()
@@ -91,50 +95,54 @@ def plain_forward_rate(model: ActorCritic, obs: np.ndarray, positions: int, devi
             logits, values = model(batch.to(device))
             logits.cpu(), values.cpu()
             done += len(obs)
-    return done / (time.perf_counter() - start)
-
-
-def search_rates(
-    model: ActorCritic, games: list[ShogiGame], playouts: int, batch: int, device: Any
-) -> tuple[float, float, float, int]:
-    """(evaluation positions/s inside the search, playouts/s overall, mean batch fill,
-    positions evaluated)."""
-    evaluator = BatchEvaluator(model, batch, device)
-    search = PuctSearch(evaluator)
-    total = 0
-    start = time.perf_counter()
-    for game in games:
-        total += search.run(game, SearchControl(max_playouts=playouts)).playouts
-    wall = time.perf_counter() - start
-    fill = evaluator.positions / evaluator.calls
-    return evaluator.positions / evaluator.seconds, total / wall, fill, evaluator.positions
+    return (time.perf_counter() - start) * positions / done
 
 
 def throughput(model: ActorCritic, args: argparse.Namespace, device: Any) -> None:
+    """Each search is followed at once by the plain forward pass over as many positions, so a
+    busy machine slows both alike; the ratio is taken per trial, then the median."""
     games = [random_opening(1000 + i, plies) for i, plies in enumerate(range(0, 120, 10))]
     obs = np.stack([games[i % len(games)].observation() for i in range(args.batch)])
-    plain_forward_rate(model, obs, args.batch * 20, device)  # warm-up
-    search_rates(model, games[:2], 50, args.batch, device)
-    base, inside, whole, fills = [], [], [], []
+    evaluator = BatchEvaluator(model, args.batch, device)
+    search = PuctSearch(evaluator)
+    plain_forward_seconds(model, obs, args.batch * 20, device)  # warm-up
+    search.run(games[1], SearchControl(max_playouts=50))
+    base, inside, whole, ratios, whole_ratios, fills = [], [], [], [], [], []
     for _ in range(args.trials):
-        rate, overall, fill, evaluated = search_rates(
-            model, games, args.search_playouts, args.batch, device
-        )
-        base.append(plain_forward_rate(model, obs, evaluated, device))
-        inside.append(rate)
-        whole.append(overall)
-        fills.append(fill)
+        eval_s = base_s = wall_s = 0.0
+        positions = playouts = calls = 0
+        for game in games:
+            before = evaluator.positions, evaluator.seconds, evaluator.calls
+            start = time.perf_counter()
+            playouts += search.run(game, SearchControl(max_playouts=args.search_playouts)).playouts
+            wall_s += time.perf_counter() - start
+            evaluated = evaluator.positions - before[0]
+            eval_s += evaluator.seconds - before[1]
+            calls += evaluator.calls - before[2]
+            positions += evaluated
+            base_s += plain_forward_seconds(model, obs, evaluated, device)
+        base.append(positions / base_s)
+        inside.append(positions / eval_s)
+        whole.append(playouts / wall_s)
+        ratios.append(base_s / eval_s)
+        whole_ratios.append((playouts / wall_s) / (positions / base_s))
+        fills.append(positions / calls)
+    ratio, whole_ratio = statistics.median(ratios), statistics.median(whole_ratios)
     b, i, w = (statistics.median(x) for x in (base, inside, whole))
     print(
         f"\n1. throughput, batch {args.batch}, {args.search_playouts} playouts x {len(games)} "
         f"positions, {args.trials} trials (medians), torch threads {torch.get_num_threads()}"
     )
     print(f"  plain batched forward (baseline)   {b:10.0f} positions/s")
+    verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
     print(
-        f"  evaluation inside the search       {i:10.0f} positions/s   {i / b:6.1%} of baseline "
-        f"(target >= {TARGET_RATIO:.0%}: {'met' if i / b >= TARGET_RATIO else 'NOT met'})"
+        f"  evaluation inside the search       {i:10.0f} positions/s   {ratio:6.1%} of baseline "
+        f"(target >= {TARGET_RATIO:.0%}: {verdict}; per-trial {min(ratios):.0%}..{max(ratios):.0%})"
     )
-    print(f"  whole search (tree + evaluation)   {w:10.0f} playouts/s    {w / b:6.1%} of baseline")
+    print(
+        f"  whole search (tree + evaluation)   {w:10.0f} playouts/s    {whole_ratio:6.1%} "
+        "of baseline"
+    )
     print(f"  mean batch fill {statistics.median(fills):.1f} of {args.batch}")
 
 
@@ -172,6 +180,14 @@ def play_game(spec: tuple[int, int, int, int, int]) -> tuple[str, str, int]:
     return ("win" if won else "loss"), verdict.reason, game.ply
 
 
+def wilson_interval(score: float, games: int, z: float = 1.96) -> tuple[float, float]:
+    """95% interval of a score over `games` games (draws as half points)."""
+    centre = (score + z * z / (2 * games)) / (1 + z * z / games)
+    spread = z * math.sqrt(score * (1 - score) / games + z * z / (4 * games * games))
+    spread /= 1 + z * z / games
+    return max(centre - spread, 0.0), min(centre + spread, 1.0)
+
+
 def elo(score: float) -> float:
     score = min(max(score, 1e-3), 1 - 1e-3)
     return -400 * math.log10(1 / score - 1)
@@ -196,9 +212,7 @@ def match(model: ActorCritic, args: argparse.Namespace) -> None:
     outcomes = Counter(outcome for outcome, _, _ in results)
     n = len(results)
     score = (outcomes["win"] + 0.5 * outcomes["draw"]) / n
-    # Normal approximation of the score's 95% interval, from the per-game scores.
-    points = [1.0 if o == "win" else 0.5 if o == "draw" else 0.0 for o, _, _ in results]
-    half = 1.96 * statistics.pstdev(points) / math.sqrt(n) if n > 1 else 0.0
+    low, high = wilson_interval(score, n)
     reasons = Counter(reason for _, reason, _ in results)
     plies = statistics.median(p for _, _, p in results)
     print(
@@ -212,7 +226,7 @@ def match(model: ActorCritic, args: argparse.Namespace) -> None:
     )
     print(
         f"  win rate {outcomes['win'] / n:.1%}, score {score:.1%} "
-        f"(95% CI {max(score - half, 0):.1%}..{min(score + half, 1):.1%}), "
+        f"(95% Wilson interval {low:.1%}..{high:.1%}), "
         f"Elo difference {elo(score):+.0f}"
     )
     by_colour = Counter(
