@@ -65,11 +65,11 @@ class _Section(BaseModel):
 
 
 class TrainingConfig(_Section):
-    total_timesteps: PositiveInt = 200_000
+    total_timesteps: PositiveInt = 500_000
     """Environment steps (plies over all games) to train for."""
     steps_per_epoch: PositiveInt = 2048
     """Environment steps collected between two PPO updates; callbacks run after each epoch."""
-    checkpoint_interval_timesteps: PositiveInt = 20_000
+    checkpoint_interval_timesteps: PositiveInt = 100_000
     """Save a checkpoint each time the step counter reaches a multiple of this."""
     seed: int = 0
     device: str = "auto"
@@ -116,7 +116,7 @@ class PPOConfig(_Section):
 
 class EvaluationConfig(_Section):
     enable_periodic_evaluation: bool = True
-    evaluation_interval_timesteps: PositiveInt = 100_000
+    evaluation_interval_timesteps: PositiveInt = 50_000
     num_games: PositiveInt = 20
     """Games per evaluation, shared out among the fixed opponents and those from the pool."""
     opponents: list[str] = Field(default_factory=lambda: ["random"])
