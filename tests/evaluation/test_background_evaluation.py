@@ -10,19 +10,13 @@ from keisei.log import read_metrics
 from keisei.training.callbacks import AsyncEvaluationCallback
 from keisei.training.run_dir import plan_run
 from keisei.training.trainer import Trainer
+from tests.support.tiny_config import TINY
 
-TINY = [
-    "model.blocks=1",
-    "model.channels=8",
-    "model.value_hidden=8",
-    "env.num_envs=4",
-    "env.max_plies=40",
-    "training.steps_per_epoch=64",
+OVERRIDES = [
+    *TINY,
     "training.total_timesteps=384",
     "training.checkpoint_interval_timesteps=64",
-    "ppo.minibatch_size=32",
     "ppo.update_epochs=1",
-    "logging.tensorboard=false",
     "evaluation.enable_periodic_evaluation=true",
     "evaluation.async_mode=true",
     "evaluation.async_policy=queue",
@@ -36,7 +30,7 @@ TINY = [
 
 
 def test_background_evaluation_during_training(tmp_path: Path):
-    plan = plan_run(None, [*TINY, f"logging.model_dir={tmp_path}"], "bg", None)
+    plan = plan_run(None, [*OVERRIDES, f"logging.model_dir={tmp_path}"], "bg", None)
     trainer = Trainer(plan)
     callback = trainer.manager.get_async_callbacks()[0]
     assert isinstance(callback, AsyncEvaluationCallback)

@@ -18,21 +18,7 @@ from keisei.training.callbacks import Callback, TrainerView
 from keisei.training.checkpoint import CheckpointStore, load_model_weights
 from keisei.training.run_dir import RunPlan, plan_run
 from keisei.training.trainer import Trainer
-
-TINY = [
-    "model.blocks=1",
-    "model.channels=8",
-    "model.value_hidden=8",
-    "env.num_envs=4",
-    "env.max_plies=40",
-    "training.steps_per_epoch=64",
-    "training.total_timesteps=256",
-    "training.checkpoint_interval_timesteps=128",
-    "ppo.minibatch_size=32",
-    "ppo.update_epochs=2",
-    "logging.tensorboard=false",
-    "evaluation.enable_periodic_evaluation=false",
-]
+from tests.support.tiny_config import TINY
 
 
 def tiny_plan(tmp_path: Path, name: str, *extra: str, resume: str | None = None) -> RunPlan:
