@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS games (
     plies INTEGER NOT NULL,
     step INTEGER,
     record_path TEXT,
+    subject TEXT,
     created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS games_step ON games(step);
@@ -68,6 +69,8 @@ class GameRow:
     plies: int
     step: int | None
     record_path: str | None
+    subject: str | None
+    """The player being evaluated in this game (None when not recorded)."""
 
 
 class EloRegistry:
@@ -95,6 +98,9 @@ class EloRegistry:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(games)")}
+            if "subject" not in columns:  # databases written before the column existed
+                self._db.execute("ALTER TABLE games ADD COLUMN subject TEXT")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -182,6 +188,7 @@ class EloRegistry:
         *,
         step: int | None = None,
         record_path: str | None = None,
+        subject: str | None = None,
     ) -> tuple[float, float]:
         """Store a game and update both ratings (the anchor stays fixed); new (black, white)."""
         result = "draw" if winner is None else ("black", "white")[winner]
@@ -197,8 +204,8 @@ class EloRegistry:
                 raise KeyError(f"unknown players {sorted(missing)}: call ensure_player first")
             db.execute(
                 "INSERT INTO games (black, white, result, reason, plies, step, record_path, "
-                "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (black, white, result, reason, plies, step, record_path, time.time()),
+                "subject, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (black, white, result, reason, plies, step, record_path, subject, time.time()),
             )
             change = self.k * (score - expected_score(ratings[black], ratings[white]))
             new_black = ratings[black] + (0.0 if black == self.anchor else change)
@@ -221,13 +228,13 @@ class EloRegistry:
             winner = 0 if agent_black == (result.outcome == "win") else 1
         return self.record_game(
             black, white, winner, result.reason, result.plies,
-            step=step, record_path=result.record_path,
+            step=step, record_path=result.record_path, subject=agent,
         )  # fmt: skip
 
     def games(self) -> list[GameRow]:
         rows = self._db.execute(
-            "SELECT id, black, white, result, reason, plies, step, record_path FROM games "
-            "ORDER BY id"
+            "SELECT id, black, white, result, reason, plies, step, record_path, subject "
+            "FROM games ORDER BY id"
         ).fetchall()
         return [GameRow(*row) for row in rows]
 

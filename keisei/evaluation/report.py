@@ -35,21 +35,24 @@ class OpponentRecord:
 
 
 def agent_results(registry: EloRegistry) -> dict[str, OpponentRecord]:
-    """Results of the evaluated agent snapshots against each opponent."""
+    """Results per opponent of the evaluated players: the training snapshots grouped as
+    `agent`, and checkpoints evaluated with `keisei evaluate` under their own names."""
     kinds = {p.name: p.kind for p in registry.players()}
     table: dict[str, OpponentRecord] = defaultdict(OpponentRecord)
     for game in registry.games():
-        for side, agent, opponent in (("black", game.black, game.white),
-                                      ("white", game.white, game.black)):  # fmt: skip
-            if kinds.get(agent) != "agent":
-                continue
-            record = table[opponent]
-            if game.result == "draw":
-                record.draws += 1
-            elif game.result == side:
-                record.wins += 1
-            else:
-                record.losses += 1
+        subject = game.subject
+        if subject is None or subject not in (game.black, game.white):
+            continue
+        side = "black" if subject == game.black else "white"
+        opponent = game.white if side == "black" else game.black
+        label = opponent if kinds.get(subject) == "agent" else f"{subject} vs {opponent}"
+        record = table[label]
+        if game.result == "draw":
+            record.draws += 1
+        elif game.result == side:
+            record.wins += 1
+        else:
+            record.losses += 1
     return dict(table)
 
 
