@@ -11,9 +11,10 @@ strength that playouts buy (Playouts=N against Playouts=0, the policy's own best
      features included), for scale.
    Each position's search is followed at once by the baseline over as many positions (a busy
    machine slows both alike); ratios are taken per trial, figures are medians over the trials.
-2. Match: `--games` games, Playouts=`--playouts` against Playouts=0, on the same network. Games
-   come in pairs from the same random opening (`--opening-plies` uniformly random moves), each
-   side playing both colours; `--max-plies` ends a game as a draw. Run in `--workers` processes.
+2. Match: `--games` games, Playouts=`--playouts` against Playouts=`--opponent-playouts` (default
+   0), on the same network. Games come in pairs from the same random opening (`--opening-plies`
+   uniformly random moves), each side playing both colours; `--max-plies` ends a game as a draw.
+   Run in `--workers` processes.
 
     .venv/bin/python benchmarks/bench_search.py [--checkpoint PATH] [--games 100]
         [--playouts 200] [--batch 16] [--workers 2] [--device cpu]
@@ -160,17 +161,17 @@ def _init_worker(state: dict[str, torch.Tensor], arch: dict[str, Any], batch: in
     _AGENTS[1] = Agent(model, "cpu", SearchSettings(playouts=0, batch_size=batch))
 
 
-def play_game(spec: tuple[int, int, int, int, int]) -> tuple[str, str, int]:
-    """One game: (opening seed, opening plies, max plies, searcher's colour, playouts).
-    Returns (outcome for the searcher, end reason, plies)."""
-    seed, opening, max_plies, searcher_color, playouts = spec
+def play_game(spec: tuple[int, int, int, int, int, int]) -> tuple[str, str, int]:
+    """One game: (opening seed, opening plies, max plies, searcher's colour, its playouts, the
+    opponent's playouts). Returns (outcome for the searcher, end reason, plies)."""
+    seed, opening, max_plies, searcher_color, playouts, opponent_playouts = spec
     game = random_opening(seed, opening, max_plies)
     searcher, policy = _AGENTS[1], _AGENTS[0]
     while not game.is_over:
         if game.turn == searcher_color:
             result = searcher.choose(game, playouts)
         else:
-            result = policy.choose(game, 0)
+            result = policy.choose(game, opponent_playouts)
         game.push_move(result.move)
     verdict = game.result
     assert verdict is not None
@@ -195,7 +196,14 @@ def elo(score: float) -> float:
 
 def match(model: ActorCritic, args: argparse.Namespace) -> None:
     specs = [
-        (args.seed + pair, args.opening_plies, args.max_plies, color, args.playouts)
+        (
+            args.seed + pair,
+            args.opening_plies,
+            args.max_plies,
+            color,
+            args.playouts,
+            args.opponent_playouts,
+        )
         for pair in range((args.games + 1) // 2)
         for color in (0, 1)
     ][: args.games]
@@ -216,7 +224,8 @@ def match(model: ActorCritic, args: argparse.Namespace) -> None:
     reasons = Counter(reason for _, reason, _ in results)
     plies = statistics.median(p for _, _, p in results)
     print(
-        f"\n2. match, Playouts={args.playouts} against Playouts=0 (the same network), {n} games, "
+        f"\n2. match, Playouts={args.playouts} against Playouts={args.opponent_playouts} "
+        f"(the same network), {n} games, "
         f"{args.opening_plies} random opening plies, draw at {args.max_plies} plies, "
         f"{args.workers} workers, {minutes:.1f} min"
     )
@@ -233,7 +242,8 @@ def match(model: ActorCritic, args: argparse.Namespace) -> None:
         spec[3] for (outcome, _, _), spec in zip(results, specs, strict=True) if outcome == "win"
     )
     print(
-        f"  baseline: Playouts=0 scores {1 - score:.1%} against it; the searcher won "
+        f"  baseline: Playouts={args.opponent_playouts} scores {1 - score:.1%} against it; "
+        "the searcher won "
         f"{by_colour[0]} as Black, {by_colour[1]} as White"
     )
     print(f"  end reasons {dict(reasons)}, median length {plies:.0f} plies")
@@ -248,6 +258,9 @@ def main() -> None:
     parser.add_argument("--search-playouts", type=int, default=800, help="per position, part 1")
     parser.add_argument("--games", type=int, default=100)
     parser.add_argument("--playouts", type=int, default=200)
+    parser.add_argument(
+        "--opponent-playouts", type=int, default=0, help="0: the policy's own best move"
+    )
     parser.add_argument("--opening-plies", type=int, default=6)
     parser.add_argument("--max-plies", type=int, default=256)
     parser.add_argument("--workers", type=int, default=2)
