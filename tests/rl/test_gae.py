@@ -65,7 +65,6 @@ def test_draws_end_both_streams_with_zero():
 
 
 def test_a_game_ending_on_the_first_ply_of_a_rollout_only_credits_that_move():
-    values = column([0.0, 0.0, 0.0])
     rewards, dones = column([1, 0, 0]), flags([1, 0, 0])
     credited, terminal = credit_rewards(rewards, dones)
     assert credited[:, 0].tolist() == [1, 0, 0]
