@@ -35,9 +35,19 @@ class RemoteTaskError(RuntimeError):
     """A task raised in its worker; the message carries the worker's traceback."""
 
 
+def _lower_priority(nice: int) -> None:
+    """Run only on CPU time training leaves idle: SCHED_IDLE where Linux offers it, else nice."""
+    if nice <= 0:
+        return
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass
+    os.nice(nice)
+
+
 def _worker_main(conn: Connection, nice: int, threads: int) -> None:
-    if nice:
-        os.nice(nice)
+    _lower_priority(nice)
     import torch
 
     torch.set_num_threads(threads)
@@ -87,7 +97,7 @@ class WorkerPool:
     """`submit(fn, *args)` runs a top-level function in one of `workers` processes."""
 
     def __init__(
-        self, workers: int = 1, *, nice: int = 10, threads: int = 1, name: str = "keisei-eval"
+        self, workers: int = 1, *, nice: int = 19, threads: int = 1, name: str = "keisei-eval"
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
