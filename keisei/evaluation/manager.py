@@ -214,11 +214,15 @@ class EvaluationManager:
         architecture = getattr(agent, "architecture", None)
         if architecture is None:
             raise TypeError("background evaluation needs a Keisei ActorCritic model")
-        if self._workers is None:
-            self._workers = WorkerPool(self.config.workers)
-        return self._workers.submit(
+        return self.start_workers().submit(
             _run_in_worker, self._job(step), weights, architecture.to_dict()
         )
+
+    def start_workers(self) -> WorkerPool:
+        """Start the background worker processes now (their start-up then overlaps training)."""
+        if self._workers is None:
+            self._workers = WorkerPool(self.config.workers)
+        return self._workers
 
     def close(self) -> None:
         if self._workers is not None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keisei.evaluation.players import RESIGN, Player, PlayerFailure
+from keisei.evaluation.players import RESIGN, Player, PlayerFailure, batchable, choose_many
 from keisei.evaluation.result import GameResult, Outcome
 from keisei.log import get_logger
 from keisei.shogi import COLOR_NAMES, IllegalMoveError, ShogiGame
@@ -49,19 +49,6 @@ class MatchSettings:
     """Where each game's KIF and CSA files go (None: not saved)."""
 
 
-@dataclass(frozen=True)
-class PlayedGame:
-    """One finished game, from the board's point of view."""
-
-    record: GameRecord
-    winner: int | None
-    """0 black, 1 white, None draw."""
-    reason: str
-    plies: int
-    duration_s: float
-    record_path: Path | None
-
-
 def _opening(settings: MatchSettings, rng: np.random.Generator, name: str) -> ShogiGame:
     for _ in range(_OPENING_ATTEMPTS):
         game = ShogiGame(max_plies=settings.max_plies, declaration=settings.declaration, name=name)
@@ -91,54 +78,100 @@ def _save(record: GameRecord, reason: str, winner: int | None, directory: Path, 
     return path
 
 
-def play_game(
-    black: Player,
-    white: Player,
-    settings: MatchSettings,
-    rng: np.random.Generator,
-    name: str = "game",
-) -> PlayedGame:
-    """Play one game to its end; never raises for a player's misbehaviour."""
-    started = time.monotonic()
-    game = _opening(settings, rng, name)
-    players = (black, white)
-    loser: int | None = None
-    reason = ""
-    for player in players:
-        try:
-            player.new_game()
-        except PlayerFailure as exc:
-            loser, reason = players.index(player), exc.reason
-            _log.warning("%s: %s", name, exc)
-            break
-    while loser is None and not game.is_over:
-        side = game.turn
-        player = players[side]
-        try:
-            move = player.choose(game)
-        except PlayerFailure as exc:
-            loser, reason = side, exc.reason
-            _log.warning("%s: %s loses: %s", name, player.name, exc)
-            break
-        if move == RESIGN:
-            loser, reason = side, "resign"
-            break
-        try:
-            game.push_usi(move)
-        except IllegalMoveError as exc:
-            loser, reason = side, "illegal_move"
-            _log.warning("%s: %s played an illegal move and loses: %s", name, player.name, exc)
-    if loser is not None:
-        winner: int | None = 1 - loser
-    else:
-        assert game.result is not None
-        reason = game.result.reason
-        winner = None if game.result.winner is None else COLOR_NAMES.index(game.result.winner)
-    record = game.record(black.name, white.name)
-    path = None
-    if settings.record_dir is not None:
-        path = _save(record, reason, winner, settings.record_dir, name)
-    return PlayedGame(record, winner, reason, game.ply, time.monotonic() - started, path)
+class _Table:
+    """One game in progress between the two players of a match."""
+
+    def __init__(self, index: int, agent: Player, opponent: Player, game: ShogiGame) -> None:
+        self.index = index
+        self.agent_color = index % 2
+        self.players = (agent, opponent) if self.agent_color == 0 else (opponent, agent)
+        self.game = game
+        self.loser: int | None = None
+        self.reason = ""
+        self.started = 0.0
+
+    @property
+    def done(self) -> bool:
+        return self.loser is not None or self.game.is_over
+
+    @property
+    def to_move(self) -> Player:
+        return self.players[self.game.turn]
+
+    def lose(self, side: int, reason: str, why: str) -> None:
+        self.loser, self.reason = side, reason
+        _log.warning("%s: %s loses (%s): %s", self.game.name, self.players[side].name, reason, why)
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        for side, player in enumerate(self.players):
+            try:
+                player.new_game()
+            except PlayerFailure as exc:
+                self.lose(side, exc.reason, str(exc))
+                return
+
+    def play(self, answer: str | PlayerFailure) -> None:
+        side = self.game.turn
+        if isinstance(answer, PlayerFailure):
+            self.lose(side, answer.reason, str(answer))
+        elif answer == RESIGN:
+            self.loser, self.reason = side, "resign"
+        else:
+            try:
+                self.game.push_usi(answer)
+            except IllegalMoveError as exc:
+                self.lose(side, "illegal_move", str(exc))
+
+    def result(self, settings: MatchSettings) -> GameResult:
+        game = self.game
+        if self.loser is not None:
+            winner: int | None = 1 - self.loser
+            reason = self.reason
+        else:
+            assert game.result is not None
+            reason = game.result.reason
+            winner = None if game.result.winner is None else COLOR_NAMES.index(game.result.winner)
+        black, white = self.players
+        record = game.record(black.name, white.name)
+        path = None
+        if settings.record_dir is not None:
+            path = _save(record, reason, winner, settings.record_dir, game.name)
+        outcome: Outcome = "draw"
+        if winner is not None:
+            outcome = "win" if winner == self.agent_color else "loss"
+        return GameResult(
+            opponent=self.players[1 - self.agent_color].name,
+            agent_color=COLOR_NAMES[self.agent_color],
+            outcome=outcome,
+            reason=reason,
+            plies=game.ply,
+            duration_s=time.monotonic() - self.started,
+            record_path=None if path is None else str(path),
+        )
+
+
+def _play_together(
+    tables: list[_Table], settings: MatchSettings, on_game: Callable[[GameResult], None] | None
+) -> list[tuple[int, GameResult]]:
+    """Play the tables in lockstep: each player answers for all its games at once."""
+    results = []
+    for table in tables:
+        table.start()
+    active = list(tables)
+    while active:
+        for player in dict.fromkeys(table.to_move for table in active if not table.done):
+            waiting = [t for t in active if not t.done and t.to_move is player]
+            for table, answer in zip(waiting, choose_many(player, [t.game for t in waiting]),
+                                     strict=True):  # fmt: skip
+                table.play(answer)
+        for table in [t for t in active if t.done]:
+            result = table.result(settings)
+            results.append((table.index, result))
+            if on_game is not None:
+                on_game(result)
+        active = [t for t in active if not t.done]
+    return results
 
 
 def play_match(
@@ -147,35 +180,23 @@ def play_match(
     settings: MatchSettings,
     on_game: Callable[[GameResult], None] | None = None,
 ) -> list[GameResult]:
-    """`settings.games` games, the agent black in even-numbered games; results from its side.
+    """`settings.games` games, the agent black in even-numbered games; results from its side,
+    in game order.
 
-    `on_game` is called after each game (progress display, recording).
+    Networks answer for all their running games in one batched forward pass. An external engine
+    plays its games one after the other, as USI engines expect.
     """
     rng = np.random.default_rng(settings.seed)
-    results = []
-    for index in range(settings.games):
-        agent_color = index % 2
-        black, white = (agent, opponent) if agent_color == 0 else (opponent, agent)
-        stem = f"{_safe(agent.name)}_vs_{_safe(opponent.name)}_{index:03d}"
-        played = play_game(black, white, settings, rng, stem)
-        outcome: Outcome
-        if played.winner is None:
-            outcome = "draw"
-        else:
-            outcome = "win" if played.winner == agent_color else "loss"
-        result = GameResult(
-            opponent=opponent.name,
-            agent_color=COLOR_NAMES[agent_color],
-            outcome=outcome,
-            reason=played.reason,
-            plies=played.plies,
-            duration_s=played.duration_s,
-            record_path=None if played.record_path is None else str(played.record_path),
-        )
-        results.append(result)
-        if on_game is not None:
-            on_game(result)
-    return results
+    stem = f"{_safe(agent.name)}_vs_{_safe(opponent.name)}"
+    tables = [
+        _Table(i, agent, opponent, _opening(settings, rng, f"{stem}_{i:03d}"))
+        for i in range(settings.games)
+    ]
+    if batchable(agent) and batchable(opponent):
+        results = _play_together(tables, settings, on_game)
+    else:
+        results = [r for table in tables for r in _play_together([table], settings, on_game)]
+    return [result for _, result in sorted(results, key=lambda pair: pair[0])]
 
 
 def _safe(name: str) -> str:

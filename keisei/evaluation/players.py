@@ -8,7 +8,7 @@ counts the game as lost by that player and goes on.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -126,20 +126,49 @@ class NeuralPlayer:
         pass
 
     def choose(self, game: ShogiGame) -> str:
-        game.observation(out=self._obs[0])
-        mask = torch.from_numpy(game.legal_mask()).to(self.device)[None]
+        return self.choose_many([game])[0]
+
+    def choose_many(self, games: Sequence[ShogiGame]) -> list[str]:
+        """One batched forward pass for all `games` (each with this player to move)."""
+        if len(self._obs) < len(games):
+            self._obs = np.zeros((len(games), *self._obs.shape[1:]), dtype=np.float32)
+        obs = self._obs[: len(games)]
+        for row, game in zip(obs, games, strict=True):
+            game.observation(out=row)
+        masks = torch.from_numpy(np.stack([game.legal_mask() for game in games])).to(self.device)
         with torch.inference_mode():
-            logits, _ = self.model(torch.from_numpy(self._obs).to(self.device))
-            logits = masked_logits(logits.float(), mask)[0].cpu()
+            logits, _ = self.model(torch.from_numpy(obs).to(self.device))
+            logits = masked_logits(logits.float(), masks).cpu()
         if self.greedy:
-            label = int(torch.argmax(logits))
+            labels = torch.argmax(logits, dim=-1)
         else:
             probs = torch.softmax(logits, dim=-1)
-            label = int(torch.multinomial(probs, 1, generator=self._generator))
-        return _usi(game, label)
+            labels = torch.multinomial(probs, 1, generator=self._generator).squeeze(-1)
+        return [_usi(game, int(label)) for game, label in zip(games, labels, strict=True)]
 
     def close(self) -> None:
         pass
+
+
+def batchable(player: Player) -> bool:
+    """Whether the player can answer for several running games at once (no external engine)."""
+    return not isinstance(player, UsiPlayer)
+
+
+def choose_many(player: Player, games: Sequence[ShogiGame]) -> list[str | PlayerFailure]:
+    """The player's answer for each game: a batched pass for networks, one by one otherwise.
+
+    A `PlayerFailure` is returned in place of that game's move, not raised.
+    """
+    if isinstance(player, NeuralPlayer):
+        return list(player.choose_many(games))
+    answers: list[str | PlayerFailure] = []
+    for game in games:
+        try:
+            answers.append(player.choose(game))
+        except PlayerFailure as exc:
+            answers.append(exc)
+    return answers
 
 
 def model_input_shape(model: torch.nn.Module) -> tuple[int, int, int]:

@@ -203,6 +203,8 @@ class Trainer:
             )
         if evaluator is None and config.evaluation.enable_periodic_evaluation:
             evaluator = EvaluationManager(config.evaluation, self.run_dir)
+            if config.evaluation.async_mode:
+                evaluator.start_workers()
         self.evaluator = evaluator
         self.manager = CallbackManager(config, self.run_dir)
         self.manager.setup_default_callbacks()
