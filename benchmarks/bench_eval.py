@@ -1,20 +1,22 @@
 """Training throughput with no evaluation, synchronous evaluation and background evaluation.
 
-Three real training runs at the default configuration with the same evaluation interval and games,
-in one process, one after the other: (1) evaluation off, (2) evaluation in the training loop,
-(3) evaluation in a background worker process. Throughput is environment steps per second from
-the end of the first epoch (warm-up) to the end of the last one; the background run's final wait
-for running evaluations happens after that and is not counted.
+Real training runs at the default configuration (its evaluation interval, about 25 epochs, and its
+20 games) in one process: (1) evaluation off, (2) evaluation in the training loop, (3) evaluation
+in a background worker process; the three modes take turns, `--repeats` times, and the median of
+each is reported (the machine is noisy). Throughput is environment steps per second from the end
+of the first epoch (warm-up) to the end of the last one; the background run's final wait for
+running evaluations happens after that and is not counted.
 
 Target: with background evaluation, training keeps at least 85% of its no-evaluation throughput.
 
-Run: `.venv/bin/python benchmarks/bench_eval.py [--epochs 12] [--every 4] [--games 10]`
+Run: `.venv/bin/python benchmarks/bench_eval.py [--epochs 50] [--every 25] [--games 20]`
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import statistics
 import tempfile
 import time
 
@@ -58,21 +60,28 @@ def run(mode: str, root: str, args: argparse.Namespace) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--every", type=int, default=4, help="evaluate every N epochs")
-    parser.add_argument("--games", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--every", type=int, default=25, help="evaluate every N epochs")
+    parser.add_argument("--games", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
     logging.getLogger("keisei").setLevel(logging.WARNING)
-    results = {}
+    samples: dict[str, list[float]] = {"none": [], "sync": [], "background": []}
     with tempfile.TemporaryDirectory() as root:
-        for mode in ("none", "sync", "background"):
-            results[mode] = run(mode, root, args)
+        for repeat in range(args.repeats):
+            for mode in samples:
+                samples[mode].append(run(mode, f"{root}/{repeat}", args))
+    results = {mode: statistics.median(rates) for mode, rates in samples.items()}
     base = results["none"]
-    print(f"{args.epochs} epochs, evaluation of {args.games} games every {args.every} epochs")
-    print(f"{'evaluation':<12}{'steps/s':>10}{'vs none':>9}")
+    print(
+        f"{args.epochs} epochs, evaluation of {args.games} games every {args.every} epochs, "
+        f"median of {args.repeats} runs per mode (modes take turns)"
+    )
+    print(f"{'evaluation':<12}{'steps/s':>10}{'vs none':>9}   runs")
     for mode, rate in results.items():
-        print(f"{mode:<12}{rate:>10.0f}{rate / base:>9.1%}")
+        runs = ", ".join(f"{r:.0f}" for r in samples[mode])
+        print(f"{mode:<12}{rate:>10.0f}{rate / base:>9.1%}   {runs}")
     kept = results["background"] / base
     print(
         f"background keeps {kept:.1%} of the no-evaluation throughput "
