@@ -30,7 +30,7 @@ from keisei.shogi.errors import IllegalMoveError
 from keisei.shogi.outcome import COLOR_NAMES, Color, EndReason, GameEnd
 from keisei.shogi.records import GameRecord
 from keisei.shogi.repetition import SENNICHITE_OCCURRENCES, RepetitionTracker
-from keisei.shogi.sfen import normalize_sfen
+from keisei.shogi.sfen import normalize_sfen, split_usi_position
 
 DEFAULT_MAX_PLIES: Final[int] = 512
 _USI_MOVE: Final = re.compile(r"(?:[1-9][a-i][1-9][a-i]\+?|[PLNSGBR]\*[1-9][a-i])")
@@ -116,17 +116,7 @@ class ShogiGame:
         words = position.split()
         if words and words[0] == "position":
             words = words[1:]
-        if "moves" in words:
-            cut = words.index("moves")
-            head, moves = words[:cut], words[cut + 1 :]
-        else:
-            head, moves = words, []
-        if head == ["startpos"]:
-            sfen = cshogi.STARTING_SFEN
-        elif len(head) >= 4 and head[0] == "sfen":
-            sfen = " ".join(head[1:])
-        else:
-            raise ValueError(f"not a USI position: {position!r}")
+        sfen, moves = split_usi_position(words)
         game = cls(sfen, max_plies=max_plies, declaration=declaration, name=name)
         for move in moves:
             game.push_usi(move)

@@ -125,3 +125,19 @@ def _check_hands(text: str, hands: str, counts: dict[str, int]) -> None:
         counts[match.group(2).upper()] += amount
     if position != len(hands):
         raise InvalidSfenError(text, f"bad hands field {hands!r}")
+
+
+def split_usi_position(words: list[str]) -> tuple[str, list[str]]:
+    """Split the words of a USI `position` argument (`startpos|sfen <sfen> [moves m1 ...]`) into
+    (normalized start SFEN, USI moves). Raises `InvalidSfenError` for a bad SFEN and a plain
+    `ValueError` for any other form; the moves are not checked here."""
+    if "moves" in words:
+        cut = words.index("moves")
+        head, moves = words[:cut], words[cut + 1 :]
+    else:
+        head, moves = words, []
+    if head == ["startpos"]:
+        return cshogi.STARTING_SFEN, moves
+    if head and head[0] == "sfen":
+        return normalize_sfen(" ".join(head[1:])), moves
+    raise ValueError(f"not a USI position: {' '.join(words)!r}")

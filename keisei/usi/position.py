@@ -13,28 +13,22 @@ from typing import Literal
 
 import cshogi
 
-from keisei.shogi import IllegalMoveError, InvalidSfenError, ShogiGame, normalize_sfen
+from keisei.shogi import IllegalMoveError, InvalidSfenError, ShogiGame
+from keisei.shogi.sfen import split_usi_position
 from keisei.usi.protocol import UsiInputError
 
 
 def parse_position(words: list[str]) -> tuple[str, list[str]]:
     """Split the words after `position` into (normalized start SFEN, USI moves)."""
-    if "moves" in words:
-        cut = words.index("moves")
-        head, moves = words[:cut], words[cut + 1 :]
-    else:
-        head, moves = words, []
-    if head == ["startpos"]:
-        return cshogi.STARTING_SFEN, moves
-    if head and head[0] == "sfen":
-        try:
-            return normalize_sfen(" ".join(head[1:])), moves
-        except InvalidSfenError as exc:
-            raise UsiInputError(f"position: {exc}") from None
-    raise UsiInputError(
-        "position: expected 'position startpos|sfen <sfen> [moves ...]', got "
-        f"{' '.join(['position', *words])!r}"
-    )
+    try:
+        return split_usi_position(words)
+    except InvalidSfenError as exc:
+        raise UsiInputError(f"position: {exc}") from None
+    except ValueError:
+        raise UsiInputError(
+            "position: expected 'position startpos|sfen <sfen> [moves ...]', got "
+            f"{' '.join(['position', *words])!r}"
+        ) from None
 
 
 class PositionTracker:
