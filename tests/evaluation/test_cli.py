@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 from keisei.evaluation.elo import EloRegistry
-from keisei.model import ActorCritic, Architecture
-from keisei.training.checkpoint import CheckpointStore, TrainingState
+from tests.support.checkpoints import save_checkpoint
 
 
 def keisei(*args: str) -> subprocess.CompletedProcess[str]:
@@ -18,12 +17,7 @@ def keisei(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def make_run(tmp_path: Path) -> Path:
-    run = tmp_path / "run"
-    model = ActorCritic(Architecture(blocks=1, channels=8, value_hidden=8))
-    with CheckpointStore(run / "checkpoints") as store:
-        store.save(TrainingState(step=128, model=model, architecture=model.architecture.to_dict()),
-                   wait=True)  # fmt: skip
-    return run
+    return save_checkpoint(tmp_path / "run", step=128)
 
 
 def test_evaluate_ratings_and_report(tmp_path: Path):

@@ -7,16 +7,11 @@ import sys
 from pathlib import Path
 
 from keisei.evaluation.standalone import evaluate_checkpoint
-from keisei.model import ActorCritic, Architecture
-from keisei.training.checkpoint import CheckpointStore, TrainingState
+from tests.support.checkpoints import save_checkpoint
 
 
 def test_the_keisei_usi_engine_is_an_evaluation_opponent(tmp_path: Path):
-    run = tmp_path / "run"
-    model = ActorCritic(Architecture(blocks=1, channels=8, value_hidden=8))
-    with CheckpointStore(run / "checkpoints") as store:
-        store.save(TrainingState(step=64, model=model, architecture=model.architecture.to_dict()),
-                   wait=True)  # fmt: skip
+    run = save_checkpoint(tmp_path / "run", step=64)
     engine = " ".join(
         shlex.quote(part)
         for part in (sys.executable, "-m", "keisei.cli", "usi", "--checkpoint", str(run))

@@ -17,8 +17,7 @@ from keisei.evaluation.players import (
     make_opponent,
 )
 from keisei.evaluation.result import EvaluationResult
-from keisei.model import ActorCritic, Architecture
-from keisei.training.checkpoint import CheckpointStore, TrainingState
+from tests.support.checkpoints import save_checkpoint, tiny_model
 
 
 def test_statistics_add_up_and_colours_alternate(tmp_path: Path):
@@ -57,11 +56,8 @@ def test_greedy_beats_random_in_most_games():
 
 
 def test_a_checkpoint_opponent_loads_safely_and_plays(tmp_path: Path):
-    model = ActorCritic(Architecture(blocks=1, channels=8, value_hidden=8))
-    store = CheckpointStore(tmp_path / "run" / "checkpoints")
-    store.save(TrainingState(step=64, model=model, architecture=model.architecture.to_dict()),
-               wait=True)  # fmt: skip
-    store.close()
+    save_checkpoint(tmp_path / "run", step=64)
+    model = tiny_model()  # the same weights as the saved network
     player = make_opponent(f"checkpoint:{tmp_path / 'run'}")
     assert player.kind == "checkpoint" and player.step == 64
     assert player.name == "run/step_000000064"

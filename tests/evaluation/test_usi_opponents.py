@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -11,9 +10,9 @@ import pytest
 
 from keisei.evaluation.match import MatchSettings, play_match
 from keisei.evaluation.players import RandomPlayer, UsiPlayer, make_opponent
+from tests.support.engines import fairy_stockfish
 
 FAKE = Path(__file__).resolve().parents[1] / "support" / "fake_usi_engine.py"
-FAIRY = "/usr/games/fairy-stockfish"
 
 
 def fake(mode: str, timeout_s: float = 2.0) -> UsiPlayer:
@@ -51,19 +50,12 @@ def test_an_engine_that_never_starts_loses_without_hanging():
     assert games[0].reason == "engine_crash"
 
 
-def fairy_available() -> bool:
-    if os.path.exists(FAIRY):
-        return True
-    if os.environ.get("KEISEI_CI"):
-        pytest.fail(f"{FAIRY} is missing in CI: .ci/run installs the fairy-stockfish package")
-    return False
-
-
 def test_fairy_stockfish_plays_legal_games_against_random(tmp_path: Path):
-    if not fairy_available():
-        pytest.skip(f"{FAIRY} is not installed (apt-get install fairy-stockfish)")
     engine = make_opponent(
-        f"usi:{FAIRY}", options={"Skill Level": "-20"}, usi_byoyomi_ms=None, usi_nodes=200
+        f"usi:{fairy_stockfish()}",
+        options={"Skill Level": "-20"},
+        usi_byoyomi_ms=None,
+        usi_nodes=200,
     )
     try:
         games = play_match(

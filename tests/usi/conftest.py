@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.usi.helpers import save_checkpoint
+from tests.support.checkpoints import save_checkpoint
 
 
 @pytest.fixture(scope="session")

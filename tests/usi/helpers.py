@@ -1,46 +1,22 @@
-"""Shared pieces for the USI tests: a tiny real checkpoint, engine commands, random games."""
+"""Shared pieces for the USI tests: engine commands, positions, random games."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 
-from keisei.model import ActorCritic, Architecture
 from keisei.shogi import ShogiGame
-from keisei.training.checkpoint import CheckpointStore, TrainingState
 
 REPO = Path(__file__).resolve().parents[2]
-FAIRY_STOCKFISH = "/usr/games/fairy-stockfish"
-TINY = Architecture(blocks=1, channels=8, value_hidden=8)
 DECLARATION_SFEN = "RRBB1GGGG/SS2K4/9/9/9/9/9/9/8k b 2P2s4n4l16p 1"
 """Black's king in the enemy camp with ten pieces there and 28 points: Black declares and wins."""
 MATED_SFEN = "4k4/4G4/4P4/9/9/9/9/9/4K4 w - 1"
 """White to move and checkmated (gold on 5b supported by the pawn on 5c)."""
 MATE_IN_ONE_SFEN = "4k4/9/4P4/9/9/9/9/9/4K4 b G 1"
 """Black mates with G*5b."""
-
-
-def tiny_model(seed: int = 0) -> ActorCritic:
-    torch.manual_seed(seed)
-    return ActorCritic(TINY).eval()
-
-
-def save_checkpoint(run_dir: Path, seed: int = 0, step: int = 10) -> Path:
-    """A real checkpoint of an untrained tiny network under `run_dir/checkpoints`."""
-    model = tiny_model(seed)
-    store = CheckpointStore(run_dir / "checkpoints")
-    store.save(
-        TrainingState(step=step, model=model, architecture=model.architecture.to_dict()),
-        wait=True,
-    )
-    store.close()
-    return run_dir
 
 
 def keisei_command(*args: str) -> list[str]:
@@ -53,18 +29,6 @@ def engine_env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["OMP_NUM_THREADS"] = "1"
     return env
-
-
-def fairy_stockfish() -> str:
-    """The Fairy-Stockfish binary; skipped only outside CI when it is not installed."""
-    if Path(FAIRY_STOCKFISH).is_file() and os.access(FAIRY_STOCKFISH, os.X_OK):
-        return FAIRY_STOCKFISH
-    found = shutil.which("fairy-stockfish")
-    if found:
-        return found
-    if os.environ.get("KEISEI_CI"):
-        pytest.fail(f"KEISEI_CI is set but Fairy-Stockfish is not installed at {FAIRY_STOCKFISH}")
-    pytest.skip(f"Fairy-Stockfish is not installed at {FAIRY_STOCKFISH} (and KEISEI_CI is unset)")
 
 
 def random_game(seed: int, plies: int) -> ShogiGame:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from keisei.evaluation.usi_client import UsiEngine
 from keisei.shogi import ShogiGame
+from tests.support.checkpoints import save_checkpoint
 from tests.usi.helpers import (
     DECLARATION_SFEN,
     MATED_SFEN,
@@ -14,7 +15,6 @@ from tests.usi.helpers import (
     engine_env,
     keisei_command,
     outcome_for,
-    save_checkpoint,
 )
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from keisei.evaluation.usi_client import UsiEngine
 from keisei.shogi import ShogiGame
-from tests.usi.helpers import REPO, engine_env, fairy_stockfish, keisei_command, outcome_for
+from tests.support.engines import fairy_stockfish
+from tests.usi.helpers import REPO, engine_env, keisei_command, outcome_for
 
 FSF_NODES = 300
 

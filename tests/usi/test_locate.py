@@ -9,7 +9,7 @@ import pytest
 
 from keisei.training.checkpoint_errors import CheckpointNotFoundError
 from keisei.usi.locate import locate_checkpoint
-from tests.usi.helpers import save_checkpoint
+from tests.support.checkpoints import save_checkpoint
 
 
 def test_explicit_paths_and_run_dirs(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ from keisei.usi.agent import Agent, load_model, pick_device
 from keisei.usi.evaluator import BatchEvaluator
 from keisei.usi.limits import SearchControl
 from keisei.usi.search import PuctSearch
-from tests.usi.helpers import MATE_IN_ONE_SFEN, random_game, tiny_model
+from tests.support.checkpoints import tiny_model
+from tests.usi.helpers import MATE_IN_ONE_SFEN, random_game
 
 
 def _positions() -> list[ShogiGame]:
