@@ -53,7 +53,7 @@ def agent_name(step: int) -> str:
 
 
 def _share(total: int, parts: int) -> list[int]:
-    """`total` games over `parts` opponents, as evenly as possible, even counts first."""
+    """`total` games over `parts` opponents, as evenly as possible (the first get the rest)."""
     base, extra = divmod(total, parts)
     return [base + (1 if i < extra else 0) for i in range(parts)]
 

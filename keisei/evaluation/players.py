@@ -16,6 +16,7 @@ import cshogi
 import numpy as np
 import torch
 
+from keisei.evaluation.usi_client import UsiEngine, UsiError, UsiTimeoutError
 from keisei.log import get_logger
 from keisei.model import ActorCritic, Architecture, masked_logits
 from keisei.shogi import ShogiGame, capture_value, mate_in_one
@@ -182,28 +183,27 @@ def load_checkpoint_player(
 ) -> NeuralPlayer:
     """A saved Keisei model as an opponent, loaded safely (checksums verified, no pickle)."""
     from keisei.training.checkpoint import load_model_weights, read_architecture, resolve_checkpoint
+    from keisei.training.checkpoint_layout import step_of
 
     checkpoint = resolve_checkpoint(path)
     model = ActorCritic(Architecture.from_dict(read_architecture(checkpoint)))
     model.load_state_dict(load_model_weights(checkpoint))
     model.to(device).eval()
-    step = _step_of(checkpoint)
-    run = checkpoint.parent.parent.name
     return NeuralPlayer(
         model,
-        name=f"{run}/{checkpoint.name}",
+        name=checkpoint_player_name(checkpoint),
         kind="checkpoint",
         greedy=greedy,
         seed=seed,
         device=device,
         path=str(checkpoint.resolve()),
-        step=step,
+        step=step_of(checkpoint.name),
     )
 
 
-def _step_of(checkpoint: Path) -> int | None:
-    digits = checkpoint.name.removeprefix("step_")
-    return int(digits) if digits.isdigit() else None
+def checkpoint_player_name(checkpoint: Path) -> str:
+    """The registry name of a checkpoint opponent: `<run>/<checkpoint>`."""
+    return f"{checkpoint.parent.parent.name}/{checkpoint.name}"
 
 
 class UsiPlayer:
@@ -222,22 +222,17 @@ class UsiPlayer:
         timeout_s: float = 30.0,
         name: str | None = None,
     ) -> None:
-        from keisei.evaluation.usi_client import UsiEngine
-
         self.command = command
         self.path = command
         self.byoyomi_ms, self.nodes, self.timeout_s = byoyomi_ms, nodes, timeout_s
         self._options = dict(options or {})
-        self._engine_class = UsiEngine
         self._engine: UsiEngine | None = None
         suffix = "".join(f" {k}={v}" for k, v in sorted(self._options.items()))
         self.name = name or f"usi:{Path(shlex.split(command)[0]).name}{suffix}"
 
     def _ensure_engine(self) -> None:
-        from keisei.evaluation.usi_client import UsiError
-
         if self._engine is None:
-            engine = self._engine_class(self.command, options=self._options, name=self.name)
+            engine = UsiEngine(self.command, options=self._options, name=self.name)
             try:
                 engine.start()
             except UsiError as exc:
@@ -246,8 +241,6 @@ class UsiPlayer:
             self._engine = engine
 
     def new_game(self) -> None:
-        from keisei.evaluation.usi_client import UsiError
-
         self._ensure_engine()
         assert self._engine is not None
         try:
@@ -257,8 +250,6 @@ class UsiPlayer:
             raise PlayerFailure("engine_crash", f"{self.name}: {exc}") from exc
 
     def choose(self, game: ShogiGame) -> str:
-        from keisei.evaluation.usi_client import UsiError, UsiTimeoutError
-
         self._ensure_engine()
         assert self._engine is not None
         try:

@@ -14,6 +14,7 @@ from typing import Literal
 
 import numpy as np
 
+from keisei.evaluation.players import checkpoint_player_name
 from keisei.training.checkpoint_layout import checkpoint_dirs, step_of
 
 
@@ -22,11 +23,6 @@ class PoolMember:
     name: str
     path: str
     step: int
-
-
-def member_name(checkpoint: Path) -> str:
-    """The registry name of a checkpoint opponent: `<run>/<checkpoint>`."""
-    return f"{checkpoint.parent.parent.name}/{checkpoint.name}"
 
 
 class OpponentPool:
@@ -55,7 +51,7 @@ class OpponentPool:
             return
         if any(m.path == str(checkpoint) for m in self._members):
             return
-        self._members.append(PoolMember(member_name(checkpoint), str(checkpoint), step))
+        self._members.append(PoolMember(checkpoint_player_name(checkpoint), str(checkpoint), step))
         self._members.sort(key=lambda m: m.step)
         del self._members[: max(len(self._members) - self.size, 0)]
 

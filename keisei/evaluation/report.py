@@ -121,14 +121,13 @@ def _plot_losses(records: list[dict], path: Path) -> None:
 
 def _plot_lengths(records: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 4))
-    for key, label in (("games/mean_length", "self-play (last 100 games)"),
-                       ("evaluation/avg_game_length", "evaluation")):  # fmt: skip
-        steps, values = _series(records, key)
-        if key == "evaluation/avg_game_length":
-            steps, _ = _series(records, "evaluation/step")
-        if values:
-            ax.plot(steps[: len(values)], values, marker="." if "evaluation" in key else None,
-                    label=label)  # fmt: skip
+    steps, values = _series(records, "games/mean_length")
+    ax.plot(steps, values, label="self-play (last 100 games)")
+    # Evaluations are placed at the step of the weights they played, not when they reported.
+    evaluations = [(r["evaluation/step"], r["evaluation/avg_game_length"]) for r in records
+                   if "evaluation/avg_game_length" in r]  # fmt: skip
+    if evaluations:
+        ax.plot(*zip(*evaluations, strict=True), marker=".", label="evaluation")
     ax.set_xlabel("training step")
     ax.set_ylabel("plies")
     ax.set_title("Game length")

@@ -9,6 +9,7 @@ current epoch (a clean, exactly resumable checkpoint); a second one stops at onc
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import signal
@@ -19,7 +20,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import numpy as np
 import torch
@@ -124,7 +124,7 @@ class TrainerCallbackView:
         return self._trainer.evaluator
 
     @property
-    def logger(self) -> Any:
+    def logger(self) -> logging.Logger:
         return self._trainer.logger
 
     @property
