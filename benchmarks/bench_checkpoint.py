@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from keisei.training.checkpoint import CheckpointStore, TrainingState
+from keisei.checkpoint import CheckpointStore, TrainingState
 
 TARGET = 0.10
 

@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from keisei.checkpoint.errors import CheckpointNotFoundError
 from keisei.model import ActorCritic, Architecture
 from keisei.shogi import ShogiGame
-from keisei.training.checkpoint_errors import CheckpointNotFoundError
 from keisei.usi.agent import Agent, SearchSettings, load_model
 from keisei.usi.evaluator import BatchEvaluator
 from keisei.usi.limits import SearchControl

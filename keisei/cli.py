@@ -9,9 +9,10 @@ from collections.abc import Sequence
 import yaml
 from rich.console import Console
 
+from keisei.checkpoint.errors import CheckpointError
+from keisei.checkpoint.run_layout import RunLayout
 from keisei.config import ConfigError, config_to_dict, load_config
 from keisei.log import get_console, get_logger
-from keisei.training.checkpoint_errors import CheckpointError
 from keisei.usi.commands import register as register_usi_commands
 
 
@@ -56,10 +57,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     out.write(f"  run directory:     {summary.run_dir}\n")
     out.write(f"  final checkpoint:  {summary.final_checkpoint}\n")
-    out.write(f"  metrics:           {summary.run_dir / 'metrics.jsonl'}\n")
-    out.write(f"  log:               {summary.run_dir / 'train.log'}\n")
+    out.write(f"  metrics:           {RunLayout(summary.run_dir).metrics}\n")
+    out.write(f"  log:               {RunLayout(summary.run_dir).log}\n")
     if plan.config.logging.tensorboard:
-        out.write(f"  TensorBoard:       tensorboard --logdir {summary.run_dir / 'tensorboard'}\n")
+        out.write(
+            f"  TensorBoard:       tensorboard --logdir {RunLayout(summary.run_dir).tensorboard}\n"
+        )
     if plan.config.evaluation.enable_periodic_evaluation:
         from keisei.evaluation.report import write_report
 
@@ -124,13 +127,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_ratings(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from rich.table import Table
 
-    from keisei.evaluation.elo import DATABASE, EloRegistry
+    from keisei.checkpoint.run_layout import RunLayout
+    from keisei.evaluation.elo import EloRegistry
 
-    database = Path(args.run_dir) / DATABASE
+    database = RunLayout(args.run_dir).elo_database
     if not database.is_file():
         raise ConfigError(f"no Elo database at {database}: has this run been evaluated?")
     with EloRegistry(database) as registry:

@@ -93,12 +93,12 @@ def set_level(level: str | int) -> None:
             handler.setLevel(_cap(numeric))
 
 
-def attach_run_dir(run_dir: str | Path, filename: str = "train.log") -> Path:
-    """Also write the log to `run_dir/filename` (replacing any earlier run's file handler)."""
+def attach_log_file(path: str | Path) -> Path:
+    """Also write the log to `path` (replacing any earlier run's file handler)."""
     global _file_handler
     _ensure_console_handler()
     root = logging.getLogger(LOGGER_NAME)
-    path = Path(run_dir) / filename
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _lock:
         if _file_handler is not None:
@@ -112,7 +112,7 @@ def attach_run_dir(run_dir: str | Path, filename: str = "train.log") -> Path:
     return path
 
 
-def detach_run_dir() -> None:
+def detach_log_file() -> None:
     """Stop writing to the run's log file (end of a run)."""
     global _file_handler
     with _lock:

@@ -21,8 +21,6 @@ from pathlib import Path
 from keisei.evaluation.bradley_terry import FittedRating, expected_score, fit_ratings
 from keisei.evaluation.result import GameResult
 
-DATABASE = "elo.sqlite"
-
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS players (
     name TEXT PRIMARY KEY,

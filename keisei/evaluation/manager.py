@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from keisei.checkpoint.run_layout import RunLayout
 from keisei.config import EvaluationConfig
-from keisei.evaluation.elo import DATABASE, EloRegistry
+from keisei.evaluation.elo import EloRegistry
 from keisei.evaluation.match import MatchSettings, play_match
 from keisei.evaluation.players import NeuralPlayer, Player, load_checkpoint_player, make_opponent
 from keisei.evaluation.pool import OpponentPool, PoolMember
@@ -71,7 +72,7 @@ def _opponents(job: EvaluationJob) -> list[Player]:
         )
         for i, spec in enumerate(job.fixed_opponents)
     ]
-    from keisei.training.checkpoint_errors import CheckpointError
+    from keisei.checkpoint.errors import CheckpointError
 
     for member in job.pool_members:
         try:
@@ -85,7 +86,7 @@ def run_evaluation(job: EvaluationJob, model: torch.nn.Module) -> EvaluationResu
     """Play the job's games with `model` (already in eval mode) and record them."""
     started = time.monotonic()
     cfg = job.settings
-    run_dir = Path(job.run_dir)
+    run = RunLayout(job.run_dir)
     agent = NeuralPlayer(
         model,
         name=agent_name(job.step),
@@ -96,7 +97,7 @@ def run_evaluation(job: EvaluationJob, model: torch.nn.Module) -> EvaluationResu
         step=job.step,
     )
     registry = EloRegistry(
-        run_dir / DATABASE, k=cfg.elo_k, anchor="random", anchor_rating=cfg.elo_anchor_rating
+        run.elo_database, k=cfg.elo_k, anchor="random", anchor_rating=cfg.elo_anchor_rating
     )
     opponents = _opponents(job)
     games: list[GameResult] = []
@@ -111,7 +112,7 @@ def run_evaluation(job: EvaluationJob, model: torch.nn.Module) -> EvaluationResu
         for opponent in opponents:
             registry.ensure_player(opponent.name, opponent.kind, path=opponent.path,
                                    step=opponent.step)  # fmt: skip
-        record_dir = run_dir / "games" / f"step_{job.step:09d}" if cfg.save_records else None
+        record_dir = run.games_of_step(job.step) if cfg.save_records else None
         shares = _share(cfg.num_games, len(opponents))
         for index, (opponent, count) in enumerate(zip(opponents, shares, strict=True)):
             if count == 0:
@@ -174,10 +175,10 @@ class EvaluationManager:
 
     def _job(self, step: int) -> EvaluationJob:
         cfg = self.config
-        self.pool.refresh(self.run_dir / "checkpoints", before_step=step)
+        self.pool.refresh(RunLayout(self.run_dir).checkpoints, before_step=step)
         ratings: dict[str, float] = {}
         current = None
-        database = self.run_dir / DATABASE
+        database = RunLayout(self.run_dir).elo_database
         if database.exists():
             with EloRegistry(database, anchor_rating=cfg.elo_anchor_rating) as registry:
                 ratings = {p.name: p.rating for p in registry.players()}

@@ -182,8 +182,8 @@ def load_checkpoint_player(
     path: str | Path, *, greedy: bool = True, seed: int = 0, device: str = "cpu"
 ) -> NeuralPlayer:
     """A saved Keisei model as an opponent, loaded safely (checksums verified, no pickle)."""
-    from keisei.training.checkpoint import load_model_weights, read_architecture, resolve_checkpoint
-    from keisei.training.checkpoint_layout import step_of
+    from keisei.checkpoint import load_model_weights, read_architecture, resolve_checkpoint
+    from keisei.checkpoint.layout import step_of
 
     checkpoint = resolve_checkpoint(path)
     model = ActorCritic(Architecture.from_dict(read_architecture(checkpoint)))

@@ -14,8 +14,8 @@ from typing import Literal
 
 import numpy as np
 
+from keisei.checkpoint.layout import checkpoint_dirs, step_of
 from keisei.evaluation.players import checkpoint_player_name
-from keisei.training.checkpoint_layout import checkpoint_dirs, step_of
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from keisei.evaluation.elo import DATABASE, EloRegistry
+from keisei.checkpoint.run_layout import RunLayout
+from keisei.evaluation.elo import EloRegistry
 from keisei.log import get_logger, read_metrics
 
 _log = get_logger("report")
@@ -139,15 +140,14 @@ def _plot_lengths(records: list[dict], path: Path) -> None:
 
 def write_report(run_dir: str | Path) -> Path:
     """Write the plots and `report.md` into `run_dir/report/`; returns the Markdown file."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"no run directory {run_dir}")
-    out = run_dir / "report"
+    run = RunLayout(run_dir)
+    if not run.root.is_dir():
+        raise FileNotFoundError(f"no run directory {run.root}")
+    out = run.report
     out.mkdir(exist_ok=True)
-    metrics_path = run_dir / "metrics.jsonl"
-    records = read_metrics(metrics_path) if metrics_path.exists() else []
-    lines = [f"# Keisei run report: {run_dir.name}", ""]
-    database = run_dir / DATABASE
+    records = read_metrics(run.metrics) if run.metrics.exists() else []
+    lines = [f"# Keisei run report: {run.root.name}", ""]
+    database = run.elo_database
     if database.exists():
         with EloRegistry(database) as registry:
             points = _plot_elo(registry, out / "elo.png")

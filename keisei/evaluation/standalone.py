@@ -1,6 +1,6 @@
 """`keisei evaluate`: a saved checkpoint against one opponent, outside training.
 
-Games are recorded (KIF and CSA) under the run's `evaluations/<time>/` and in its Elo registry,
+Games are recorded (KIF and CSA) under the run's `games/evaluate-<time>/` and in its Elo registry,
 so command-line matches and training evaluations share one rating scale.
 """
 
@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from keisei.evaluation.elo import DATABASE, EloRegistry
+from keisei.checkpoint.run_layout import RunLayout
+from keisei.evaluation.elo import EloRegistry
 from keisei.evaluation.match import MatchSettings, play_match
 from keisei.evaluation.players import load_checkpoint_player, make_opponent
 from keisei.evaluation.result import EvaluationResult, GameResult
@@ -56,9 +57,9 @@ def evaluate_checkpoint(
         usi_timeout_s=usi_timeout_s,
     )
     assert agent.path is not None
-    home = Path(run_dir) if run_dir is not None else Path(agent.path).parent.parent
-    record_dir = home / "evaluations" / datetime.now().strftime("%Y%m%d-%H%M%S")
-    registry = EloRegistry(home / DATABASE)
+    home = RunLayout(run_dir if run_dir is not None else Path(agent.path).parent.parent)
+    record_dir = home.games_of_session(datetime.now().strftime("%Y%m%d-%H%M%S"))
+    registry = EloRegistry(home.elo_database)
     try:
         registry.ensure_player(agent.name, agent.kind, path=agent.path, step=agent.step)
         registry.ensure_player(opponent.name, opponent.kind, path=opponent.path)
@@ -87,5 +88,5 @@ def evaluate_checkpoint(
         opponent.name,
         ratings,
         record_dir,
-        home,
+        home.root,
     )

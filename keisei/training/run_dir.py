@@ -6,11 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from keisei.checkpoint import CheckpointNotFoundError, resolve_checkpoint, validate_name
+from keisei.checkpoint.run_layout import RunLayout
 from keisei.config import Config, ConfigError, load_config
-from keisei.training.checkpoint import CheckpointNotFoundError, resolve_checkpoint, validate_name
-
-CONFIG_FILE = "config.yaml"
-CHECKPOINTS = "checkpoints"
 
 
 @dataclass(frozen=True)
@@ -54,11 +52,11 @@ def plan_run(
                 "--resume latest needs --run-name (or logging.run_name) to find the run"
             )
         run_dir = Path(base.logging.model_dir) / validate_name(name, "run name")
-        checkpoint_target: Path = run_dir / CHECKPOINTS
+        checkpoint_target: Path = RunLayout(run_dir).checkpoints
     else:
         target = Path(resume)
-        if (target / CHECKPOINTS).is_dir():
-            run_dir, checkpoint_target = target, target / CHECKPOINTS
+        if RunLayout(target).checkpoints.is_dir():
+            run_dir, checkpoint_target = target, RunLayout(target).checkpoints
         else:
             checkpoint_target = target
             run_dir = target.resolve().parent.parent
@@ -66,7 +64,7 @@ def plan_run(
         checkpoint = resolve_checkpoint(checkpoint_target)
     except CheckpointNotFoundError as exc:
         raise ConfigError(f"cannot resume: {exc}") from None
-    saved = run_dir / CONFIG_FILE
+    saved = RunLayout(run_dir).config
     if config_path is None and not saved.is_file():
         raise ConfigError(f"cannot resume: {saved} is missing; pass --config")
     config = load_config(config_path or saved, overrides)

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 
 from keisei import log
+from keisei.checkpoint import CheckpointStore, LoadedCheckpoint, TrainingState
+from keisei.checkpoint.run_layout import RunLayout
 from keisei.config import config_hash, config_to_dict, dump_config
 from keisei.evaluation.manager import EvaluationManager
 from keisei.model import ActorCritic, Architecture
@@ -34,9 +36,8 @@ from keisei.shogi import VecShogiEnv
 from keisei.timing import SectionTimer
 from keisei.training.callback_manager import CallbackManager
 from keisei.training.callbacks import CheckpointSaver, Evaluator
-from keisei.training.checkpoint import CheckpointStore, LoadedCheckpoint, TrainingState
 from keisei.training.display import Display, LiveDisplay, PlainDisplay, ProgressSnapshot
-from keisei.training.run_dir import CHECKPOINTS, CONFIG_FILE, RunPlan
+from keisei.training.run_dir import RunPlan
 
 
 def pick_device(name: str) -> torch.device:
@@ -155,9 +156,10 @@ class Trainer:
         self.run_dir = plan.run_dir
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log.set_level(config.logging.level)
-        log.attach_run_dir(self.run_dir)
+        layout = RunLayout(self.run_dir)
+        log.attach_log_file(layout.log)
         self.logger = log.get_logger("trainer")
-        dump_config(config, self.run_dir / CONFIG_FILE)
+        dump_config(config, layout.config)
         seed_everything(config.training.seed)
         self.device = pick_device(config.training.device)
 
@@ -187,11 +189,11 @@ class Trainer:
             config.ppo.gae_lambda,
             self.timer,
         )
-        self.store = CheckpointStore.from_config(config.checkpoint, self.run_dir / CHECKPOINTS)
+        self.store = CheckpointStore.from_config(config.checkpoint, layout.checkpoints)
         self.checkpoint_saver: CheckpointSaver = self.store.saver(self._training_state)
-        self.metrics = log.MetricsRecorder([log.JsonlSink(self.run_dir / "metrics.jsonl")])
+        self.metrics = log.MetricsRecorder([log.JsonlSink(layout.metrics)])
         if config.logging.tensorboard:
-            self.metrics.add_sink(log.TensorBoardSink(self.run_dir / "tensorboard"))
+            self.metrics.add_sink(log.TensorBoardSink(layout.tensorboard))
         if config.logging.wandb:
             self.metrics.add_sink(
                 log.WandbSink(
@@ -404,4 +406,4 @@ class Trainer:
                 close()
             except Exception:
                 self.logger.exception("closing the %s failed", what)
-        log.detach_run_dir()
+        log.detach_log_file()

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
+from keisei.checkpoint import load_model_weights, read_architecture
+from keisei.checkpoint.errors import CheckpointError
 from keisei.log import get_logger
 from keisei.model import ActorCritic, Architecture
 from keisei.shogi import ShogiGame
-from keisei.training.checkpoint import load_model_weights, read_architecture
-from keisei.training.checkpoint_errors import CheckpointError
 from keisei.usi.evaluator import BatchEvaluator
 from keisei.usi.limits import SearchControl
 from keisei.usi.position import searchable

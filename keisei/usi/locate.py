@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from keisei.training.checkpoint_errors import CheckpointNotFoundError
-from keisei.training.checkpoint_layout import CHECKPOINTS_SUBDIR, POINTER, resolve_checkpoint
+from keisei.checkpoint.errors import CheckpointNotFoundError
+from keisei.checkpoint.layout import POINTER, resolve_checkpoint
+from keisei.checkpoint.run_layout import RunLayout
 
 DEFAULT_RUNS_DIR = Path("runs")
 
@@ -38,7 +39,7 @@ def _newest_run(runs_dir: Path) -> Path | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     for run in runs:
-        store = run / CHECKPOINTS_SUBDIR
+        store = RunLayout(run).checkpoints
         marker = store / POINTER if (store / POINTER).exists() else store
         if not store.is_dir():
             continue

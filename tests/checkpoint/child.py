@@ -16,7 +16,7 @@ import resource
 import sys
 from pathlib import Path
 
-from keisei.training.checkpoint import CheckpointStore, CheckpointWriteError, TrainingState
+from keisei.checkpoint import CheckpointStore, CheckpointWriteError, TrainingState
 from tests.checkpoint.helpers import TinyNet, fill_weights
 
 LOOP_HIDDEN = 16384  # about 0.7 MB per checkpoint: writes take long enough to be interrupted

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from keisei.training.checkpoint import TrainingState
+from keisei.checkpoint import TrainingState
 
 ARCHITECTURE = {"type": "mlp", "sizes": [6, 12, 3], "activation": ("relu", 1)}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from keisei.training.checkpoint import (
+from keisei.checkpoint import (
     CheckpointCorruptError,
     CheckpointFormatError,
     CheckpointMismatchError,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from keisei.training.checkpoint import CheckpointStore, load_checkpoint
-from keisei.training.checkpoint_snapshot import StagingBuffers, TrainingState, take_snapshot
+from keisei.checkpoint import CheckpointStore, load_checkpoint
+from keisei.checkpoint.snapshot import StagingBuffers, TrainingState, take_snapshot
 from tests.checkpoint.helpers import (
     assert_same_tensors,
     make_state,

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from keisei.training.checkpoint import CheckpointError, CheckpointStore
-from keisei.training.checkpoint_codec import decode, encode
-from keisei.training.checkpoint_files import SAFETENSORS_DTYPES, write_tensors
+from keisei.checkpoint import CheckpointError, CheckpointStore
+from keisei.checkpoint.codec import decode, encode
+from keisei.checkpoint.files import SAFETENSORS_DTYPES, write_tensors
 from tests.checkpoint.helpers import make_state, make_training
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from keisei.training.checkpoint import CheckpointStore, load_model_weights
+from keisei.checkpoint import CheckpointStore, load_model_weights
 from tests.checkpoint.child import LOOP_HIDDEN, loop_state
 from tests.checkpoint.helpers import TinyNet, assert_same_tensors, expected_weights
 

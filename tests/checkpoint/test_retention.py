@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keisei.training.checkpoint import CheckpointStore
-from keisei.training.checkpoint_retention import RetentionPolicy
+from keisei.checkpoint import CheckpointStore
+from keisei.checkpoint.retention import RetentionPolicy
 from tests.checkpoint.helpers import (
     assert_same_tensors,
     leftovers,

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from keisei.config import CheckpointConfig
-from keisei.training.checkpoint import (
+from keisei.checkpoint import (
     CheckpointError,
     CheckpointStore,
     LoadedCheckpoint,
@@ -18,6 +17,7 @@ from keisei.training.checkpoint import (
     load_checkpoint,
     restore_rng_state,
 )
+from keisei.config import CheckpointConfig
 from tests.checkpoint.helpers import (
     ARCHITECTURE,
     assert_same_tensors,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from keisei.training.checkpoint import (
+from keisei.checkpoint import (
     CheckpointCorruptError,
     CheckpointError,
     CheckpointNameError,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from keisei.training.checkpoint import CheckpointStore, CheckpointWriteError
+from keisei.checkpoint import CheckpointStore, CheckpointWriteError
 from tests.checkpoint.helpers import (
     TinyNet,
     assert_same_tensors,

@@ -27,7 +27,7 @@ def test_evaluate_ratings_and_report(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     assert "run/step_000000128 vs greedy" in result.stdout
     assert "games" in result.stdout and "end reasons" in result.stdout
-    records = list((run / "evaluations").glob("*/*.kifu"))
+    records = list((run / "games").glob("evaluate-*/*.kifu"))
     assert len(records) == 4
     with EloRegistry(run / "elo.sqlite") as registry:
         assert len(registry.games()) == 4

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from keisei.checkpoint import CheckpointStore, TrainingState
 from keisei.evaluation.pool import OpponentPool
-from keisei.training.checkpoint import CheckpointStore, TrainingState
 
 
 def write_checkpoints(root: Path, steps: list[int]) -> Path:

@@ -14,7 +14,7 @@ from keisei import log
 @pytest.fixture(autouse=True)
 def _reset_logging():
     yield
-    log.detach_run_dir()
+    log.detach_log_file()
     log.set_level("INFO")
 
 
@@ -22,7 +22,7 @@ def test_errors_reach_console_and_file_even_when_the_level_asks_for_less(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):
     log.set_level(logging.CRITICAL)
-    path = log.attach_run_dir(tmp_path)
+    path = log.attach_log_file(tmp_path / "train.log")
     logger = log.get_logger("callbacks")
     logger.warning("quiet warning")
     try:
@@ -40,17 +40,17 @@ def test_errors_reach_console_and_file_even_when_the_level_asks_for_less(
 
 def test_level_is_honoured_below_error(tmp_path: Path):
     log.set_level("WARNING")
-    path = log.attach_run_dir(tmp_path)
+    path = log.attach_log_file(tmp_path / "train.log")
     log.get_logger().info("hidden")
     log.get_logger().warning("shown")
     text = path.read_text()
     assert "shown" in text and "hidden" not in text
 
 
-def test_attaching_a_new_run_dir_moves_the_file(tmp_path: Path):
-    first = log.attach_run_dir(tmp_path / "a")
+def test_attaching_a_new_log_file_moves_the_log(tmp_path: Path):
+    first = log.attach_log_file(tmp_path / "a" / "train.log")
     log.get_logger().info("one")
-    second = log.attach_run_dir(tmp_path / "b")
+    second = log.attach_log_file(tmp_path / "b" / "train.log")
     log.get_logger().info("two")
     assert "two" not in first.read_text()
     assert "two" in second.read_text()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
+from keisei.checkpoint import CheckpointStore, TrainingState
 from keisei.model import ActorCritic, Architecture
-from keisei.training.checkpoint import CheckpointStore, TrainingState
 
 TINY = Architecture(blocks=1, channels=8, value_hidden=8)
 

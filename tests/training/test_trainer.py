@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from keisei.checkpoint import CheckpointStore, load_model_weights
 from keisei.config import load_config
 from keisei.log import read_metrics
 from keisei.training.callbacks import Callback, TrainerView
-from keisei.training.checkpoint import CheckpointStore, load_model_weights
 from keisei.training.run_dir import RunPlan, plan_run
 from keisei.training.trainer import Trainer
 from tests.support.tiny_config import TINY

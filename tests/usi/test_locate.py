@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from keisei.training.checkpoint_errors import CheckpointNotFoundError
+from keisei.checkpoint.errors import CheckpointNotFoundError
 from keisei.usi.locate import locate_checkpoint
 from tests.support.checkpoints import save_checkpoint
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from keisei.checkpoint.errors import CheckpointError
 from keisei.model import masked_logits
 from keisei.shogi import ShogiGame
-from keisei.training.checkpoint_errors import CheckpointError
 from keisei.usi.agent import Agent, load_model, pick_device
 from keisei.usi.evaluator import BatchEvaluator
 from keisei.usi.limits import SearchControl

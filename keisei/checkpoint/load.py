@@ -20,15 +20,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from keisei.training.checkpoint_codec import decode, encode
-from keisei.training.checkpoint_errors import (
+from keisei.checkpoint.codec import decode, encode
+from keisei.checkpoint.errors import (
     CheckpointCorruptError,
     CheckpointError,
     CheckpointFormatError,
     CheckpointMismatchError,
 )
-from keisei.training.checkpoint_files import hash_file
-from keisei.training.checkpoint_layout import (
+from keisei.checkpoint.files import hash_file
+from keisei.checkpoint.layout import (
     FORMAT_NAME,
     FORMAT_VERSION,
     MANIFEST,
@@ -37,7 +37,7 @@ from keisei.training.checkpoint_layout import (
     resolve_checkpoint,
     validate_name,
 )
-from keisei.training.rng_state import restore_rng_state
+from keisei.checkpoint.rng import restore_rng_state
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _REQUIRED = ("step", "files", "model", "counters", "architecture", "rng")

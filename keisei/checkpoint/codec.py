@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from keisei.training.checkpoint_errors import CheckpointError
+from keisei.checkpoint.errors import CheckpointError
 
 TAG = "__keisei__"
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from keisei.log import get_logger
-from keisei.training.checkpoint_errors import (
+from keisei.checkpoint.errors import (
     CheckpointCorruptError,
     CheckpointNameError,
     CheckpointNotFoundError,
 )
+from keisei.log import get_logger
 
 FORMAT_NAME = "keisei-checkpoint"
 FORMAT_VERSION = 1

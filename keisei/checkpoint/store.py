@@ -26,71 +26,33 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from keisei.log import get_logger
-from keisei.training.checkpoint_errors import (
+from keisei.checkpoint.errors import (
     CheckpointCorruptError,
     CheckpointError,
-    CheckpointFormatError,
     CheckpointMismatchError,
-    CheckpointNameError,
     CheckpointNotFoundError,
     CheckpointWriteError,
 )
-from keisei.training.checkpoint_layout import (
+from keisei.checkpoint.layout import (
     POINTER,
     checkpoint_dirs,
     latest_candidates,
     resolve_checkpoint,
-    run_checkpoint_dir,
     validate_name,
 )
-from keisei.training.checkpoint_load import (
+from keisei.checkpoint.load import (
     LoadedCheckpoint,
     architecture_differences,
     load_checkpoint,
     read_manifest,
 )
-from keisei.training.checkpoint_retention import RetentionPolicy
-from keisei.training.checkpoint_snapshot import (
-    Snapshot,
-    StagingBuffers,
-    TrainingState,
-    take_snapshot,
-)
-from keisei.training.checkpoint_weights import (
-    import_state_dict,
-    load_model_weights,
-    read_architecture,
-)
-from keisei.training.checkpoint_writer import CheckpointWriter
-from keisei.training.rng_state import capture_rng_state, restore_rng_state
+from keisei.checkpoint.retention import RetentionPolicy
+from keisei.checkpoint.snapshot import Snapshot, StagingBuffers, TrainingState, take_snapshot
+from keisei.checkpoint.writer import CheckpointWriter
+from keisei.log import get_logger
 
 if TYPE_CHECKING:
     from keisei.config import CheckpointConfig
-
-__all__ = [
-    "CheckpointCorruptError",
-    "CheckpointError",
-    "CheckpointFormatError",
-    "CheckpointMismatchError",
-    "CheckpointNameError",
-    "CheckpointNotFoundError",
-    "CheckpointStore",
-    "CheckpointWriteError",
-    "LoadedCheckpoint",
-    "StateSaver",
-    "TrainingState",
-    "capture_rng_state",
-    "import_state_dict",
-    "load_checkpoint",
-    "load_model_weights",
-    "read_architecture",
-    "read_manifest",
-    "resolve_checkpoint",
-    "restore_rng_state",
-    "run_checkpoint_dir",
-    "validate_name",
-]
 
 _logger = get_logger("checkpoint")
 

@@ -15,11 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from keisei.training.checkpoint_codec import encode
-from keisei.training.checkpoint_errors import CheckpointError
-from keisei.training.checkpoint_files import check_dtype
-from keisei.training.checkpoint_layout import FORMAT_NAME, FORMAT_VERSION, checkpoint_name
-from keisei.training.rng_state import capture_rng_state
+from keisei.checkpoint.codec import encode
+from keisei.checkpoint.errors import CheckpointError
+from keisei.checkpoint.files import check_dtype
+from keisei.checkpoint.layout import FORMAT_NAME, FORMAT_VERSION, checkpoint_name
+from keisei.checkpoint.rng import capture_rng_state
 
 
 @dataclass

@@ -22,17 +22,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from keisei.log import get_logger
-from keisei.training.checkpoint_codec import decode
-from keisei.training.checkpoint_errors import CheckpointCorruptError
-from keisei.training.checkpoint_files import (
+from keisei.checkpoint.codec import decode
+from keisei.checkpoint.errors import CheckpointCorruptError
+from keisei.checkpoint.files import (
     FileRecord,
     fsync_dir,
     replace_atomic,
     write_durable,
     write_tensors,
 )
-from keisei.training.checkpoint_layout import (
+from keisei.checkpoint.layout import (
     MANIFEST,
     MODEL_FILE,
     OPTIMIZER_FILE,
@@ -43,8 +42,9 @@ from keisei.training.checkpoint_layout import (
     read_pointer,
     step_of,
 )
-from keisei.training.checkpoint_retention import RetentionPolicy
-from keisei.training.checkpoint_snapshot import Snapshot
+from keisei.checkpoint.retention import RetentionPolicy
+from keisei.checkpoint.snapshot import Snapshot
+from keisei.log import get_logger
 
 _logger = get_logger("checkpoint")
 

@@ -16,10 +16,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from keisei.training.checkpoint_codec import decode
-from keisei.training.checkpoint_errors import CheckpointCorruptError, CheckpointError
-from keisei.training.checkpoint_layout import MODEL_FILE, resolve_checkpoint
-from keisei.training.checkpoint_load import read_manifest, verify_file
+from keisei.checkpoint.codec import decode
+from keisei.checkpoint.errors import CheckpointCorruptError, CheckpointError
+from keisei.checkpoint.layout import MODEL_FILE, resolve_checkpoint
+from keisei.checkpoint.load import read_manifest, verify_file
 
 TORCH_SUFFIXES = (".pt", ".pth")
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model")

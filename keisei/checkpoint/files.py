@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from keisei.training.checkpoint_errors import CheckpointError
+from keisei.checkpoint.errors import CheckpointError
 
 _CHUNK = 1 << 22
 SAFETENSORS_DTYPES: dict[torch.dtype, str] = {
