@@ -38,7 +38,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from keisei.training.run_dir import plan_run
     from keisei.training.trainer import StopRequested, Trainer
 
-    plan = plan_run(args.config, args.overrides, args.run_name, args.resume)
+    plan = plan_run(args.config, args.overrides, args.run_name, args.resume, args.callbacks)
     live = args.live if args.live is not None else sys.stderr.isatty()
     trainer = Trainer(plan, live=live)
     try:
@@ -177,6 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         metavar="latest|PATH",
         help="continue a run: 'latest' (with --run-name), a run directory or a checkpoint",
+    )
+    train.add_argument(
+        "--callback",
+        dest="callbacks",
+        action="append",
+        default=[],
+        metavar="PACKAGE.MODULE:CLASS",
+        help="attach a Callback or AsyncCallback of yours (importable, built without arguments); "
+        "may be repeated",
     )
     display = train.add_mutually_exclusive_group()
     display.add_argument(

@@ -9,13 +9,16 @@ naming the key path and the offending value, before any work starts.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -42,8 +45,10 @@ __all__ = [
     "CheckpointConfig",
     "Config",
     "ConfigError",
+    "add_extra_callbacks",
     "EnvConfig",
     "EvaluationConfig",
+    "ExtraCallback",
     "LoggingConfig",
     "ModelConfig",
     "PPOConfig",
@@ -65,11 +70,11 @@ class _Section(BaseModel):
 
 
 class TrainingConfig(_Section):
-    total_timesteps: PositiveInt = 500_000
+    total_timesteps: PositiveInt = 512_000
     """Environment steps (plies over all games) to train for."""
     steps_per_epoch: PositiveInt = 2048
     """Environment steps collected between two PPO updates; callbacks run after each epoch."""
-    checkpoint_interval_timesteps: PositiveInt = 100_000
+    checkpoint_interval_timesteps: PositiveInt = 102_400
     """Save a checkpoint each time the step counter reaches a multiple of this."""
     seed: int = 0
     device: str = "auto"
@@ -116,7 +121,7 @@ class PPOConfig(_Section):
 
 class EvaluationConfig(_Section):
     enable_periodic_evaluation: bool = True
-    evaluation_interval_timesteps: PositiveInt = 50_000
+    evaluation_interval_timesteps: PositiveInt = 51_200
     num_games: PositiveInt = 20
     """Games per evaluation, shared out among the fixed opponents and those from the pool."""
     opponents: list[str] = Field(default_factory=lambda: ["random"])
@@ -156,9 +161,48 @@ class EvaluationConfig(_Section):
     seed: int = 12345
 
 
+_CALLBACK_TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+def check_callback_target(target: str) -> str:
+    """`package.module:ClassName`, with the module importable and the name defined in it."""
+    if not _CALLBACK_TARGET.fullmatch(target):
+        raise ValueError(f"{target!r} is not of the form package.module:ClassName")
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"{target!r}: cannot import module {module_name!r} ({exc})") from None
+    except Exception as exc:
+        raise ValueError(f"{target!r}: importing {module_name!r} failed: {exc!r}") from None
+    if not isinstance(getattr(module, class_name, None), type):
+        raise ValueError(f"{target!r}: module {module_name!r} defines no class {class_name!r}")
+    return target
+
+
+class ExtraCallback(_Section):
+    """A callback of the user's, attached to `keisei train` from the config."""
+
+    target: Annotated[str, AfterValidator(check_callback_target)]
+    """`package.module:ClassName` of a `Callback` or `AsyncCallback` subclass."""
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments for its constructor."""
+    every: PositiveInt | None = None
+    """Run its step hook every this many steps (None: the callback's own schedule)."""
+
+
+def _extra_entry(value: Any) -> Any:
+    return {"target": value} if isinstance(value, str) else value
+
+
 class CallbacksConfig(_Section):
     max_consecutive_failures: PositiveInt = 5
     """A best-effort callback that fails this many times in a row is disabled."""
+    extra: list[Annotated[ExtraCallback, BeforeValidator(_extra_entry)]] = Field(
+        default_factory=list
+    )
+    """Callbacks of your own, each `package.module:ClassName` or {target, kwargs, every}; also
+    `keisei train --callback package.module:ClassName`."""
 
 
 class CheckpointConfig(_Section):
@@ -221,7 +265,7 @@ def _describe(error: ValidationError) -> str:
         elif item["type"] == "extra_forbidden":
             lines.append(f"unknown key '{path}' (value {value!r})")
         else:
-            lines.append(f"'{path}' = {value!r}: {item['msg']}")
+            lines.append(f"'{path}' = {value!r}: {item['msg'].removeprefix('Value error, ')}")
     return "invalid configuration: " + "; ".join(lines)
 
 
@@ -274,6 +318,15 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} must hold a mapping of sections at top level")
     return config_from_dict(data, overrides)
+
+
+def add_extra_callbacks(config: Config, targets: Sequence[str]) -> Config:
+    """`config` with `targets` (`package.module:ClassName`) appended to `callbacks.extra`."""
+    if not targets:
+        return config
+    data = config_to_dict(config)
+    data["callbacks"]["extra"] = [*data["callbacks"]["extra"], *targets]
+    return config_from_dict(data)
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:

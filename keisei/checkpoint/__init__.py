@@ -24,6 +24,7 @@ from keisei.checkpoint.layout import (
     validate_name,
 )
 from keisei.checkpoint.load import LoadedCheckpoint, load_checkpoint, read_manifest
+from keisei.checkpoint.results import read_evaluation, record_evaluation
 from keisei.checkpoint.rng import capture_rng_state, restore_rng_state
 from keisei.checkpoint.snapshot import TrainingState
 from keisei.checkpoint.store import CheckpointStore, StateSaver
@@ -48,7 +49,9 @@ __all__ = [
     "load_checkpoint",
     "load_model_weights",
     "read_architecture",
+    "read_evaluation",
     "read_manifest",
+    "record_evaluation",
     "resolve_checkpoint",
     "restore_rng_state",
     "run_checkpoint_dir",

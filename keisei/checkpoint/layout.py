@@ -25,6 +25,9 @@ MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 POINTER = "latest"
 CHECKPOINTS_SUBDIR = "checkpoints"
+INTERRUPTED_SUFFIX = "-interrupted"
+"""Names a checkpoint written when training stopped mid-epoch: loadable by its path, but never
+`latest`, never in the retention policy, never a resume point unless named explicitly."""
 TEMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
 STEP_DIGITS = 9
@@ -49,11 +52,11 @@ def validate_name(name: str, what: str = "name") -> str:
     return name
 
 
-def checkpoint_name(step: int) -> str:
-    """The directory name of the checkpoint at `step`."""
+def checkpoint_name(step: int, *, clean: bool = True) -> str:
+    """The directory name of the checkpoint at `step` (`clean=False`: stopped mid-epoch)."""
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise CheckpointNameError(f"a checkpoint step must be an int >= 0, got {step!r}")
-    return f"step_{step:0{STEP_DIGITS}d}"
+    return f"step_{step:0{STEP_DIGITS}d}" + ("" if clean else INTERRUPTED_SUFFIX)
 
 
 def step_of(name: str) -> int | None:

@@ -44,6 +44,11 @@ class TrainingState:
     architecture: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    clean: bool = True
+    """False when training stopped mid-epoch (during collection or the update): the state is
+    not at an epoch boundary, so it is named `step_...-interrupted` and is never `latest`."""
+    failure: str | None = None
+    """Why training stopped, when the checkpoint was written on the way out of a failure."""
 
 
 @dataclass
@@ -133,7 +138,7 @@ def _stateful(
 
 def take_snapshot(state: TrainingState, buffers: StagingBuffers) -> Snapshot:
     """Copy `state` to CPU memory and JSON; returns once the copy is complete."""
-    name = checkpoint_name(state.step)
+    name = checkpoint_name(state.step, clean=state.clean)
     try:
         return _take(state, name, buffers)
     except BaseException:
@@ -161,6 +166,8 @@ def _take(state: TrainingState, name: str, buffers: StagingBuffers) -> Snapshot:
         "name": name,
         "step": state.step,
         "created_unix": round(time.time(), 3),
+        "clean": bool(state.clean),
+        "failure": None if state.failure is None else str(state.failure),
         "torch_version": torch.__version__,
         "counters": {str(key): int(value) for key, value in counters.items()},
         "config_hash": str(state.config_hash),

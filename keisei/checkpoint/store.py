@@ -34,8 +34,10 @@ from keisei.checkpoint.errors import (
     CheckpointWriteError,
 )
 from keisei.checkpoint.layout import (
+    MANIFEST,
     POINTER,
     checkpoint_dirs,
+    checkpoint_name,
     latest_candidates,
     resolve_checkpoint,
     validate_name,
@@ -134,6 +136,13 @@ class CheckpointStore:
     def saver(self, make_state: Callable[[int], TrainingState]) -> StateSaver:
         """A `CheckpointSaver` for `CheckpointCallback`: `make_state(step)` builds what to save."""
         return StateSaver(self, make_state)
+
+    def committed(self, step: int) -> Path | None:
+        """The clean checkpoint of `step` once it is on disk (a write in flight is waited for;
+        its error, if any, stays for the next `save`/`flush`), or None if there is none."""
+        self._drain()
+        path = self._directory / checkpoint_name(step)
+        return path if (path / MANIFEST).is_file() else None
 
     @property
     def pending(self) -> str | None:
@@ -241,7 +250,8 @@ class CheckpointStore:
 
 
 class StateSaver:
-    """Adapts a store to the callbacks' `CheckpointSaver` protocol (`save(step, wait=...)`)."""
+    """Adapts a store to the callbacks' `CheckpointSaver` protocol: `save(step, wait=...)`
+    builds the state to save with `make_state(step)`."""
 
     def __init__(self, store: CheckpointStore, make_state: Callable[[int], TrainingState]) -> None:
         self.store = store
@@ -252,6 +262,12 @@ class StateSaver:
         if state.step != step:
             raise CheckpointError(f"asked to save step {step}, but the state is at {state.step}")
         return self.store.save(state, wait=wait)
+
+    def flush(self) -> None:
+        self.store.flush()
+
+    def committed(self, step: int) -> Path | None:
+        return self.store.committed(step)
 
 
 def _load_checked(path: Path, architecture: Mapping[str, Any] | None) -> LoadedCheckpoint:

@@ -7,6 +7,10 @@
 3. Replace the `latest` pointer atomically (write, fsync, rename, fsync).
 4. Apply the retention policy, never touching what `latest` names.
 
+A snapshot that is not clean (training stopped mid-epoch) is written the same way under its own
+name (`step_...-interrupted`), but steps 3 and 4 are skipped: `latest` keeps naming the last clean
+checkpoint, from which a resume is exact.
+
 A process killed at any point leaves the previous `latest` valid; leftovers (`.tmp-`, `.trash-`)
 are removed by the next writer. Deletion renames a checkpoint to `.trash-...` first, so a
 half-deleted directory is never mistaken for a checkpoint.
@@ -42,6 +46,7 @@ from keisei.checkpoint.layout import (
     read_pointer,
     step_of,
 )
+from keisei.checkpoint.results import read_evaluation
 from keisei.checkpoint.retention import RetentionPolicy
 from keisei.checkpoint.snapshot import Snapshot
 from keisei.log import get_logger
@@ -58,7 +63,8 @@ class CheckpointWriter:
         self._stale_removed = False
 
     def commit(self, snapshot: Snapshot) -> Path:
-        """Write `snapshot` as a checkpoint, point `latest` at it, apply retention."""
+        """Write `snapshot` as a checkpoint; if it is clean, point `latest` at it and apply
+        retention."""
         started = time.perf_counter()
         directory = self.directory
         directory.mkdir(parents=True, exist_ok=True)
@@ -88,10 +94,13 @@ class CheckpointWriter:
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
-        replace_atomic(directory / POINTER, f"{snapshot.name}\n".encode())
+        clean = snapshot.manifest.get("clean", True)
+        if clean:
+            replace_atomic(directory / POINTER, f"{snapshot.name}\n".encode())
         if trash is not None:
             remove(trash)
-        self._apply_retention()
+        if clean:
+            self._apply_retention()
         _logger.debug(
             "checkpoint %s written: %.1f MB in %.2f s",
             snapshot.name,
@@ -111,6 +120,9 @@ class CheckpointWriter:
         metric = self.policy.best_metric
         if metric is None:
             return None
+        evaluated = read_evaluation(path)
+        if evaluated is not None and metric in evaluated:
+            return evaluated[metric]
         try:
             manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
             value = decode(manifest.get("metrics", {}), {}).get(metric)

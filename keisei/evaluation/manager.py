@@ -4,9 +4,10 @@ Each evaluation plays `evaluation.num_games` games, shared out among the fixed o
 random) and members sampled from the opponent pool (this run's past checkpoints), records every
 game in the run's Elo registry, and returns an `EvaluationResult` with an Elo snapshot.
 
-`evaluate_current_agent` plays in this process with the model in eval mode under
-`torch.inference_mode()` (train mode restored afterwards). `evaluate_current_agent_async` copies
-the weights at call time and plays in a worker process; the result is stamped with that step.
+What is evaluated is always a committed checkpoint of the run, loaded from disk, so every rated
+player is a checkpoint one can load, play and resume from. `evaluate_checkpoint` plays in this
+process, `evaluate_checkpoint_async` in a background worker process. When the games are over,
+the results are written beside the checkpoint (`evaluation.json`, for best-by-metric retention).
 """
 
 from __future__ import annotations
@@ -17,21 +18,20 @@ from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from keisei.checkpoint import record_evaluation
 from keisei.checkpoint.run_layout import RunLayout
 from keisei.config import EvaluationConfig
 from keisei.evaluation.elo import EloRegistry
 from keisei.evaluation.match import MatchSettings, play_match
-from keisei.evaluation.players import NeuralPlayer, Player, load_checkpoint_player, make_opponent
+from keisei.evaluation.players import Player, load_checkpoint_player, make_opponent
 from keisei.evaluation.pool import OpponentPool, PoolMember
 from keisei.evaluation.result import EloSnapshot, EvaluationResult, GameResult
 from keisei.evaluation.worker_pool import WorkerPool
 from keisei.log import get_logger
-from keisei.model import ActorCritic, Architecture
 
 _log = get_logger("evaluation")
 
@@ -41,16 +41,13 @@ class EvaluationJob:
     """Everything a worker needs to run one evaluation (picklable)."""
 
     run_dir: str
+    checkpoint: str
     step: int
     fixed_opponents: tuple[str, ...]
     pool_members: tuple[PoolMember, ...]
     settings: EvaluationConfig
     seed: int
     usi_options: Mapping[str, str] = field(default_factory=dict)
-
-
-def agent_name(step: int) -> str:
-    return f"agent@{step:09d}"
 
 
 def _share(total: int, parts: int) -> list[int]:
@@ -82,20 +79,13 @@ def _opponents(job: EvaluationJob) -> list[Player]:
     return players
 
 
-def run_evaluation(job: EvaluationJob, model: torch.nn.Module) -> EvaluationResult:
-    """Play the job's games with `model` (already in eval mode) and record them."""
+def run_evaluation(job: EvaluationJob) -> EvaluationResult:
+    """Play the job's games with its checkpoint and record them (registry, game records and the
+    checkpoint's `evaluation.json`)."""
     started = time.monotonic()
     cfg = job.settings
     run = RunLayout(job.run_dir)
-    agent = NeuralPlayer(
-        model,
-        name=agent_name(job.step),
-        kind="agent",
-        greedy=cfg.greedy,
-        seed=job.seed,
-        device=next(model.parameters()).device,
-        step=job.step,
-    )
+    agent = load_checkpoint_player(job.checkpoint, greedy=cfg.greedy, seed=job.seed, kind="agent")
     registry = EloRegistry(
         run.elo_database, k=cfg.elo_k, anchor="random", anchor_rating=cfg.elo_anchor_rating
     )
@@ -106,6 +96,7 @@ def run_evaluation(job: EvaluationJob, model: torch.nn.Module) -> EvaluationResu
         registry.ensure_player(
             agent.name,
             "agent",
+            path=agent.path,
             step=job.step,
             initial_rating=None if previous is None else previous.rating,
         )
@@ -141,24 +132,24 @@ def run_evaluation(job: EvaluationJob, model: torch.nn.Module) -> EvaluationResu
         for opponent in opponents:
             opponent.close()
         registry.close()
-    return EvaluationResult(
+    result = EvaluationResult(
         step=job.step,
         games=games,
         elo=elo,
         worker_pid=os.getpid(),
         duration_s=time.monotonic() - started,
     )
+    try:
+        record_evaluation(job.checkpoint, result.metrics())
+    except OSError as exc:  # e.g. removed by the retention policy meanwhile
+        _log.warning("could not write the evaluation results beside %s: %s", job.checkpoint, exc)
+    return result
 
 
-def _run_in_worker(
-    job: EvaluationJob, weights: dict[str, torch.Tensor], architecture: dict[str, Any]
-) -> EvaluationResult:
-    """Worker-process entry point: rebuild the model from the snapshot and evaluate it."""
-    model = ActorCritic(Architecture.from_dict(architecture))
-    model.load_state_dict(weights)
-    model.eval()
+def _run_in_worker(job: EvaluationJob) -> EvaluationResult:
+    """Worker-process entry point."""
     with torch.inference_mode():
-        return run_evaluation(job, model)
+        return run_evaluation(job)
 
 
 class EvaluationManager:
@@ -173,51 +164,37 @@ class EvaluationManager:
         self._workers: WorkerPool | None = None
         self._evaluations = 0
 
-    def _job(self, step: int) -> EvaluationJob:
+    def _job(self, checkpoint: Path, step: int) -> EvaluationJob:
         cfg = self.config
-        self.pool.refresh(RunLayout(self.run_dir).checkpoints, before_step=step)
+        run = RunLayout(self.run_dir)
+        self.pool.refresh(run.checkpoints, before_step=step)
         ratings: dict[str, float] = {}
         current = None
-        database = RunLayout(self.run_dir).elo_database
-        if database.exists():
-            with EloRegistry(database, anchor_rating=cfg.elo_anchor_rating) as registry:
+        if run.elo_database.exists():
+            with EloRegistry(run.elo_database, anchor_rating=cfg.elo_anchor_rating) as registry:
                 ratings = {p.name: p.rating for p in registry.players()}
                 latest = registry.latest_agent()
                 current = latest.rating if latest else None
         members = self.pool.sample(cfg.pool_opponents, ratings=ratings, current_rating=current)
-        self._evaluations += 1
         return EvaluationJob(
             run_dir=str(self.run_dir),
+            checkpoint=str(checkpoint),
             step=step,
             fixed_opponents=tuple(cfg.opponents),
             pool_members=tuple(members),
             settings=cfg,
-            seed=cfg.seed + 7919 * self._evaluations,
+            seed=cfg.seed + step,
             usi_options=dict(cfg.usi_options),
         )
 
-    def evaluate_current_agent(self, agent: torch.nn.Module, step: int) -> EvaluationResult:
-        """Play now, in this process; the model is in eval mode meanwhile."""
-        job = self._job(step)
-        was_training = agent.training
-        agent.eval()
-        try:
-            with torch.inference_mode():
-                return run_evaluation(job, agent)
-        finally:
-            agent.train(was_training)
+    def evaluate_checkpoint(self, checkpoint: Path, step: int) -> EvaluationResult:
+        """Play now, in this process."""
+        with torch.inference_mode():
+            return run_evaluation(self._job(checkpoint, step))
 
-    def evaluate_current_agent_async(
-        self, agent: torch.nn.Module, step: int
-    ) -> Future[EvaluationResult]:
-        """Copy the weights now; play in a worker process; return at once."""
-        weights = {k: v.detach().to("cpu", copy=True) for k, v in agent.state_dict().items()}
-        architecture = getattr(agent, "architecture", None)
-        if architecture is None:
-            raise TypeError("background evaluation needs a Keisei ActorCritic model")
-        return self.start_workers().submit(
-            _run_in_worker, self._job(step), weights, architecture.to_dict()
-        )
+    def evaluate_checkpoint_async(self, checkpoint: Path, step: int) -> Future[EvaluationResult]:
+        """Play in a worker process; return at once."""
+        return self.start_workers().submit(_run_in_worker, self._job(checkpoint, step))
 
     def start_workers(self) -> WorkerPool:
         """Start the background worker processes now (their start-up then overlaps training)."""

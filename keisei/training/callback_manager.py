@@ -1,26 +1,36 @@
 """The `CallbackManager`: decides when callbacks run, runs them safely, keeps training going.
 
-- Scheduling lives in the callbacks' `EveryNSteps` filters; intervals are aligned to whole epochs
-  once, here, by `align_interval`.
-- Checkpoint callbacks run after every other callback at the same step.
-- A best-effort callback that raises is logged with its traceback, counted in the metrics
-  (`callbacks/errors/<name>`) and disabled after `callbacks.max_consecutive_failures` failures in a
-  row. A critical one stops training: `on_exception` reaches every callback, teardown runs, and
-  the error is re-raised.
-- Async callbacks run concurrently on a private event loop thread; their metrics are merged in
-  registration order and a key reported twice is logged as a collision.
+- **When**: one due-queue holds the `EveryNSteps` schedule of every callback, sync and async; a
+  schedule is aligned to whole epochs once, at registration, by `align_interval` (the defaults'
+  intervals and a user's alike). Callbacks without a schedule run after every epoch; callbacks
+  with `polls = True` also get their poll hook after every epoch.
+- **Order**: at each step, poll hooks first, then due step hooks in registration order with the
+  checkpoint callbacks last. A due callback that `needs_checkpoint` makes the checkpoint callbacks
+  save at that step too. The trainer dispatches async callbacks before sync ones.
+- **Metrics**: every hook may return metrics; the manager records them through the trainer view.
+  A key reported twice at one step keeps its first value and is logged once, with both names.
+- **Failures**: a best-effort callback that raises is logged with its traceback, counted
+  (`callbacks/errors/<name>`) and disabled after `callbacks.max_consecutive_failures` failures in
+  a row. A critical one raises `CriticalCallbackError`; the manager never tears anything down
+  itself: the trainer calls `on_exception` and `close` on its one teardown path.
+- **State**: each callback's state is saved under its `state_key` and restored to the callback
+  with the same key, whatever the registration order; a saved state that matches no callback is
+  reported once, when training starts.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from keisei.config import Config
 from keisei.log import get_logger
+from keisei.training.callback_base import _CallbackBase
+from keisei.training.callback_dispatch import DispatchPlan
+from keisei.training.callback_health import CallbackHealth, FailurePolicy
+from keisei.training.callback_metrics import StepMetrics
 from keisei.training.callbacks import (
     AsyncCallback,
     AsyncEvaluationCallback,
@@ -29,21 +39,13 @@ from keisei.training.callbacks import (
     EvaluationCallback,
     Metrics,
     TrainerView,
-    _CallbackBase,
+    check_hooks,
 )
-from keisei.training.event_loop import BackgroundEventLoop
-from keisei.training.schedule import DueQueue, align_interval
+from keisei.training.schedule import EveryNSteps, align_interval
+
+__all__ = ["CallbackHealth", "CallbackManager"]
 
 AnyCallback = TypeVar("AnyCallback", bound=_CallbackBase)
-
-
-@dataclass
-class CallbackHealth:
-    """Failure bookkeeping for one registered callback."""
-
-    errors: int = 0
-    consecutive_failures: int = 0
-    disabled: bool = False
 
 
 class CallbackManager:
@@ -53,36 +55,29 @@ class CallbackManager:
         self.config = config
         self.model_dir = Path(model_dir)
         self.logger = get_logger("callbacks")
-        steps_per_epoch = config.training.steps_per_epoch
-        self.checkpoint_interval = align_interval(
-            config.training.checkpoint_interval_timesteps,
-            steps_per_epoch,
-            "training.checkpoint_interval_timesteps",
-            self.logger,
+        self.steps_per_epoch = config.training.steps_per_epoch
+        self.checkpoint_interval = self.align(
+            config.training.checkpoint_interval_timesteps, "training.checkpoint_interval_timesteps"
         )
-        self.evaluation_interval = align_interval(
+        self.evaluation_interval = self.align(
             config.evaluation.evaluation_interval_timesteps,
-            steps_per_epoch,
             "evaluation.evaluation_interval_timesteps",
-            self.logger,
         )
-        self.max_consecutive_failures = config.callbacks.max_consecutive_failures
+        self.failures = FailurePolicy(config.callbacks.max_consecutive_failures, self.logger)
         self.callbacks: list[Callback] = []
         self.async_callbacks: list[AsyncCallback] = []
         self._defaults: set[int] = set()
-        self._health: dict[int, CallbackHealth] = {}
-        self._unclaimed_state: dict[str, dict[str, Mapping[str, Any]]] = {}
-        self._handled_exception: BaseException | None = None
+        self._unclaimed: dict[str, Mapping[str, Any]] = {}
         self._closed = False
-        self._loop = BackgroundEventLoop()
-        self._due = DueQueue()
-        self._every_step: list[tuple[int, Callback]] = []
+        self._dispatch = DispatchPlan()
         self._dirty = True
+        self._metrics = StepMetrics(self.logger)
+
+    def align(self, interval: int, name: str) -> int:
+        """`interval` rounded up to whole epochs; the one alignment rule for every schedule."""
+        return align_interval(interval, self.steps_per_epoch, name, self.logger)
 
     # ----------------------------------------------------------------- defaults
-
-    def _new_checkpoint_callback(self) -> CheckpointCallback:
-        return CheckpointCallback(self.checkpoint_interval, self.model_dir)
 
     def _new_async_evaluation_callback(self) -> AsyncEvaluationCallback:
         evaluation = self.config.evaluation
@@ -94,13 +89,8 @@ class CallbackManager:
         )
 
     def _replace_defaults(self, registry: list[AnyCallback], new: list[AnyCallback]) -> None:
-        kept = [cb for cb in registry if id(cb) not in self._defaults]
-        for cb in registry:
-            if id(cb) in self._defaults:
-                self._defaults.discard(id(cb))
-                self._health.pop(id(cb), None)
-        registry[:] = kept
-        self._dirty = True
+        for cb in [cb for cb in registry if id(cb) in self._defaults]:
+            self._forget(registry, cb)
         for cb in new:
             self._register(registry, cb, default=True)
 
@@ -110,7 +100,7 @@ class CallbackManager:
         Defaults: a checkpoint callback, and a sync evaluation callback when periodic evaluation
         is on and not in async mode.
         """
-        new: list[Callback] = [self._new_checkpoint_callback()]
+        new: list[Callback] = [CheckpointCallback(self.checkpoint_interval, self.model_dir)]
         evaluation = self.config.evaluation
         if evaluation.enable_periodic_evaluation and not evaluation.async_mode:
             new.insert(0, EvaluationCallback(self.evaluation_interval))
@@ -137,38 +127,65 @@ class CallbackManager:
 
     # ------------------------------------------------------------- registration
 
-    def _register(self, registry: list[AnyCallback], cb: AnyCallback, *, default: bool) -> None:
-        if any(existing is cb for existing in self.callbacks + self.async_callbacks):
+    def _register(
+        self,
+        registry: list[AnyCallback],
+        cb: AnyCallback,
+        *,
+        default: bool,
+        every: int | None = None,
+    ) -> None:
+        check_hooks(cb)
+        everything = [*self.callbacks, *self.async_callbacks]
+        if any(existing is cb for existing in everything):
             raise ValueError(f"callback {cb!r} is already registered")
+        clash = next((other for other in everything if other.state_key == cb.state_key), None)
+        if clash is not None:
+            raise ValueError(
+                f"callback {cb!r} has the same state key {cb.state_key!r} as {clash!r}; give "
+                "one of them its own key (state_key='...' in its constructor) so each one's "
+                "state is restored to it"
+            )
+        if every is not None:
+            cb.schedule = EveryNSteps(every)
+        if cb.schedule is not None:
+            cb.schedule.realign(self.align(cb.schedule.interval, f"{cb.name} interval"))
         registry.append(cb)
         self._dirty = True
-        self._health[id(cb)] = CallbackHealth()
+        self.failures.track(cb)
         if default:
             self._defaults.add(id(cb))
-        self._claim_state(registry, cb)
+        self._claim_state(cb)
 
-    def add_callback(self, callback: Callback) -> None:
+    def add_callback(self, callback: Callback, *, every: int | None = None) -> None:
+        """Register a sync callback; `every`: run its `on_step_end` every that many steps."""
         if not isinstance(callback, Callback):
             raise TypeError(
                 f"add_callback() takes a Callback, got {type(callback).__name__}; "
                 "use add_async_callback() for an AsyncCallback"
             )
-        self._register(self.callbacks, callback, default=False)
+        self._register(self.callbacks, callback, default=False, every=every)
 
-    def add_async_callback(self, callback: AsyncCallback) -> None:
+    def add_async_callback(self, callback: AsyncCallback, *, every: int | None = None) -> None:
+        """Register an async callback; `every`: run its `on_step_end_async` every that many
+        steps."""
         if not isinstance(callback, AsyncCallback):
             raise TypeError(
-                f"add_async_callback() takes an AsyncCallback, got {type(callback).__name__}"
+                f"add_async_callback() takes an AsyncCallback, got {type(callback).__name__}; "
+                "use add_callback() for a Callback"
             )
-        self._register(self.async_callbacks, callback, default=False)
+        self._register(self.async_callbacks, callback, default=False, every=every)
+
+    def _forget(self, registry: list[AnyCallback], cb: AnyCallback) -> None:
+        registry[:] = [other for other in registry if other is not cb]
+        self._defaults.discard(id(cb))
+        self.failures.forget(cb)
+        self._dirty = True
 
     def _remove(self, registry: list[AnyCallback], callback_type: type) -> bool:
-        self._dirty = True
         removed = [cb for cb in registry if isinstance(cb, callback_type)]
         for cb in removed:
-            self._defaults.discard(id(cb))
-            self._health.pop(id(cb), None)
-        registry[:] = [cb for cb in registry if not isinstance(cb, callback_type)]
+            self._forget(registry, cb)
         return bool(removed)
 
     def remove_callback(self, callback_type: type) -> bool:
@@ -196,132 +213,115 @@ class CallbackManager:
 
     def health(self, callback: _CallbackBase) -> CallbackHealth:
         """Failure counts of a registered callback."""
-        return self._health[id(callback)]
+        return self.failures.health(callback)
+
+    # ---------------------------------------------------------------- failures
+
+    def _enabled(self, cb: _CallbackBase) -> bool:
+        return self.failures.enabled(cb)
+
+    def _failed(self, cb: _CallbackBase, hook: str, trainer: TrainerView, exc: Exception) -> None:
+        if self.failures.failed(cb, hook, trainer, exc):
+            self._dirty = True
+
+    def _outcome(
+        self, cb: _CallbackBase, hook: str, trainer: TrainerView, outcome: object
+    ) -> Mapping[str, float] | None:
+        """Check what a hook returned (or raised); the metrics to record, if any."""
+        if isinstance(outcome, BaseException):
+            if not isinstance(outcome, Exception):
+                raise outcome
+            self._failed(cb, hook, trainer, outcome)
+            return None
+        if outcome is not None and not isinstance(outcome, Mapping):
+            error = TypeError(
+                f"{cb.name}.{hook} returned {type(outcome).__name__}, "
+                "expected a dict of metrics or None"
+            )
+            self._failed(cb, hook, trainer, error)
+            return None
+        self.failures.succeeded(cb)
+        return outcome
+
+    def _call(
+        self, cb: _CallbackBase, hook: str, trainer: TrainerView
+    ) -> Mapping[str, float] | None:
+        try:
+            outcome = getattr(cb, hook)(trainer)
+        except Exception as exc:
+            outcome = exc
+        return self._outcome(cb, hook, trainer, outcome)
+
+    async def _call_all_async(
+        self, calls: list[tuple[_CallbackBase, str]], trainer: TrainerView
+    ) -> list[tuple[_CallbackBase, Mapping[str, float] | None]]:
+        """Run the hooks concurrently; check each outcome in registration order."""
+        coroutines: list[Awaitable[Any]] = [getattr(cb, hook)(trainer) for cb, hook in calls]
+        outcomes = await asyncio.gather(*coroutines, return_exceptions=True)
+        return [
+            (cb, self._outcome(cb, hook, trainer, outcome))
+            for (cb, hook), outcome in zip(calls, outcomes, strict=True)
+        ]
+
+    # ------------------------------------------------------------------ metrics
+
+    def _record(
+        self,
+        trainer: TrainerView,
+        reports: list[tuple[_CallbackBase, Mapping[str, float] | None]],
+    ) -> Metrics:
+        """Record what the hooks returned (see `StepMetrics`); returns what was recorded."""
+        named = [(cb.name, metrics) for cb, metrics in reports]
+        merged = self._metrics.merge(trainer.global_timestep, named)
+        if merged:
+            trainer.record_metrics(merged)
+        return merged
 
     # ----------------------------------------------------------------- dispatch
 
-    def _active(self, registry: list[AnyCallback]) -> list[AnyCallback]:
-        active = [cb for cb in registry if not self._health.get(id(cb), CallbackHealth()).disabled]
-        # Stable sort: checkpoints last, everything else in registration order.
-        return sorted(active, key=lambda cb: isinstance(cb, CheckpointCallback))
-
-    def _succeeded(self, cb: _CallbackBase) -> None:
-        health = self._health.get(id(cb))
-        if health is not None:
-            health.consecutive_failures = 0
-
-    def _failed(self, cb: _CallbackBase, hook: str, trainer: TrainerView, exc: Exception) -> None:
-        """Log and count a failure; a critical callback's failure stops training (re-raised)."""
-        step = trainer.global_timestep
-        health = self._health.get(id(cb), CallbackHealth())
-        health.errors += 1
-        health.consecutive_failures += 1
-        self.logger.error("callback %s failed in %s at step %d", cb.name, hook, step, exc_info=exc)
-        try:
-            trainer.record_metrics({f"callbacks/errors/{cb.name}": float(health.errors)})
-        except Exception:
-            self.logger.exception("recording the error count of callback %s failed", cb.name)
-        if cb.critical:
-            self.logger.error("critical callback %s failed: stopping training", cb.name)
-            self.on_exception(trainer, exc)
-            self.close()
-            raise exc
-        if health.consecutive_failures >= self.max_consecutive_failures and not health.disabled:
-            health.disabled = True
-            self._dirty = True
-            self.logger.warning(
-                "callback %s disabled after %d consecutive failures",
-                cb.name,
-                health.consecutive_failures,
+    def _plan(self) -> DispatchPlan:
+        if self._dirty:
+            self._dispatch.rebuild(
+                [
+                    [cb for cb in registry if self._enabled(cb)]
+                    for registry in (self.callbacks, self.async_callbacks)
+                ]  # fmt: skip
             )
-
-    def _call(self, cb: _CallbackBase, hook: str, trainer: TrainerView, *args: Any) -> None:
-        try:
-            getattr(cb, hook)(trainer, *args)
-        except Exception as exc:
-            self._failed(cb, hook, trainer, exc)
-        else:
-            self._succeeded(cb)
-
-    def _rebuild_dispatch(self) -> None:
-        """Index the enabled sync callbacks: every-step ones, and scheduled ones by due step."""
-        count = len(self.callbacks)
-        every_step: list[tuple[int, Callback]] = []
-        scheduled = []
-        for index, cb in enumerate(self.callbacks):
-            if self._health.get(id(cb), CallbackHealth()).disabled:
-                continue
-            # Rank: registration order, with checkpoint callbacks after all the others.
-            rank = index + (count if isinstance(cb, CheckpointCallback) else 0)
-            if cb.schedule is None:
-                every_step.append((rank, cb))
-            else:
-                scheduled.append((rank, cb.schedule, cb))
-        self._every_step = every_step
-        self._due.rebuild(scheduled)
-        self._dirty = False
+            self._dirty = False
+        return self._dispatch
 
     def execute_step_callbacks(self, trainer: TrainerView) -> None:
-        """Run the `on_step_end` of every enabled sync callback that is due (checkpoints last).
+        """Run the sync callbacks for the epoch that just ended: every poll hook, then the
+        `on_step_end` of each one that is due (checkpoints last); record their metrics.
 
         Scheduled callbacks that are not due are not called at all.
         """
-        if self._dirty:
-            self._rebuild_dispatch()
-        due = self._due.pop_due(trainer.global_timestep)
-        if not due and not self._every_step:
+        plan = self._plan()
+        callbacks = plan.step_hooks(trainer.global_timestep, is_async=False)
+        pollers = plan.pollers(is_async=False)
+        if not callbacks and not pollers:
             return
-        for _, cb in sorted([*self._every_step, *due], key=lambda pair: pair[0]):
-            self._call(cb, "on_step_end", trainer)
+        reports = [(cb, self._call(cb, "poll", trainer)) for cb in pollers]
+        reports += [(cb, self._call(cb, "on_step_end", trainer)) for cb in callbacks]
+        self._record(trainer, reports)
 
-    async def _gather(
-        self, callbacks: list[AsyncCallback], hook: str, trainer: TrainerView
-    ) -> list[Metrics | BaseException | None]:
-        calls = [getattr(cb, hook)(trainer) for cb in callbacks]
-        return await asyncio.gather(*calls, return_exceptions=True)
+    async def execute_step_callbacks_async(self, trainer: TrainerView) -> Metrics:
+        """Run the async callbacks for the epoch that just ended: every `poll_async`, then the
+        `on_step_end_async` of each one that is due, concurrently; record their metrics.
 
-    def _run_async_hook(self, hook: str, trainer: TrainerView) -> Metrics:
-        callbacks = self._active(self.async_callbacks)
-        if not callbacks:
-            return {}
-        outcomes = self._loop.run(self._gather(callbacks, hook, trainer))
-        merged: Metrics = {}
-        owners: dict[str, str] = {}
-        for cb, outcome in zip(callbacks, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                if not isinstance(outcome, Exception):
-                    raise outcome
-                self._failed(cb, hook, trainer, outcome)
-                continue
-            if outcome is not None and not isinstance(outcome, Mapping):
-                error = TypeError(
-                    f"{cb.name}.{hook} returned {type(outcome).__name__}, "
-                    "expected a dict of metrics or None"
-                )
-                self._failed(cb, hook, trainer, error)
-                continue
-            self._succeeded(cb)
-            for key, value in (outcome or {}).items():
-                if key in merged:
-                    self.logger.warning(
-                        "metric %r reported by both %s and %s at step %d; keeping %s's value",
-                        key,
-                        owners[key],
-                        cb.name,
-                        trainer.global_timestep,
-                        owners[key],
-                    )
-                    continue
-                merged[key] = float(value)
-                owners[key] = cb.name
-        return merged
-
-    def execute_step_callbacks_async(self, trainer: TrainerView) -> Metrics:
-        """Run every enabled async callback's `on_step_end` concurrently; return merged metrics.
-
-        Works from plain code and from inside a running event loop alike; always returns a dict.
+        A coroutine: `await manager.execute_step_callbacks_async(trainer)` in the caller's event
+        loop. Returns the metrics recorded (`{}` when none were reported).
         """
-        return self._run_async_hook("on_step_end", trainer)
+        plan = self._plan()
+        callbacks = plan.step_hooks(trainer.global_timestep, is_async=True)
+        pollers = plan.pollers(is_async=True)
+        if not callbacks and not pollers:
+            return {}
+        reports = await self._call_all_async([(cb, "poll_async") for cb in pollers], trainer)
+        reports += await self._call_all_async(
+            [(cb, "on_step_end_async") for cb in callbacks], trainer
+        )
+        return self._record(trainer, reports)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -329,100 +329,94 @@ class CallbackManager:
         return [*self.callbacks, *self.async_callbacks]
 
     def on_train_start(self, trainer: TrainerView) -> None:
-        """Anchor schedules at the current step (unless restored), then each callback's hook."""
+        """Anchor schedules at the current step (unless restored), report saved states that
+        matched no callback, then each callback's `on_train_start`."""
         self._closed = False
-        self._handled_exception = None
-        for cb in self.callbacks:
+        for cb in self._every():
             if cb.schedule is not None:
                 cb.schedule.start(trainer.global_timestep)
         self._dirty = True
+        if self._unclaimed:
+            self.logger.warning(
+                "the checkpoint holds the state of callbacks %s, which match no registered "
+                "callback; their state is ignored",
+                sorted(self._unclaimed),
+            )
+            self._unclaimed = {}
         for cb in self._every():
-            self._call(cb, "on_train_start", trainer)
+            self._call_lifecycle(cb, "on_train_start", trainer)
+
+    def _call_lifecycle(self, cb: _CallbackBase, hook: str, trainer: TrainerView) -> None:
+        try:
+            getattr(cb, hook)(trainer)
+        except Exception as exc:
+            self._failed(cb, hook, trainer, exc)
+
+    async def on_train_end_async(self, trainer: TrainerView) -> Metrics:
+        """Training finished normally: every async callback's `on_train_end_async`, together."""
+        calls = [(cb, "on_train_end_async") for cb in self.async_callbacks if self._enabled(cb)]
+        if not calls:
+            return {}
+        return self._record(trainer, await self._call_all_async(calls, trainer))
 
     def on_train_end(self, trainer: TrainerView) -> None:
-        """Finish async work first, then sync callbacks (the final checkpoint last)."""
-        metrics = self._run_async_hook("on_train_end", trainer)
-        if metrics:
-            trainer.record_metrics(metrics)
-        for cb in self._active(self.callbacks):
-            self._call(cb, "on_train_end", trainer)
+        """Training finished normally: every sync callback's `on_train_end`, checkpoints last
+        (after `on_train_end_async`, so the final checkpoint holds the async callbacks' state)."""
+        ordered = sorted(
+            (cb for cb in self.callbacks if self._enabled(cb)),
+            key=lambda cb: isinstance(cb, CheckpointCallback),
+        )
+        self._record(trainer, [(cb, self._call(cb, "on_train_end", trainer)) for cb in ordered])
 
     def on_exception(self, trainer: TrainerView, exc: BaseException) -> None:
-        """Tell every callback that training is stopping; once per exception, errors logged."""
-        if self._handled_exception is exc:
-            return
-        self._handled_exception = exc
+        """Tell every callback that training is stopping (checkpoints last); never raises."""
         ordered = sorted(self._every(), key=lambda cb: isinstance(cb, CheckpointCallback))
         for cb in ordered:
             self._teardown_step(cb, "on_exception", lambda cb=cb: cb.on_exception(trainer, exc))
 
     def close(self) -> None:
-        """Close every callback (each one, whatever the others do) and the event loop thread."""
+        """Close every callback, each one whatever the others do. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
         for cb in self._every():
             self._teardown_step(cb, "close", cb.close)
-        self._loop.close()
 
     def _teardown_step(self, cb: _CallbackBase, hook: str, action: Callable[[], None]) -> None:
         try:
             action()
         except Exception:
-            health = self._health.get(id(cb))
-            if health is not None:
-                health.errors += 1
-            self.logger.exception("callback %s failed in %s", cb.name, hook)
+            self.failures.failed_in_teardown(cb, hook)
 
     # -------------------------------------------------------------------- state
 
-    @staticmethod
-    def _keys(registry: list[AnyCallback]) -> list[str]:
-        seen: dict[str, int] = {}
-        keys = []
-        for cb in registry:
-            seen[cb.name] = seen.get(cb.name, 0) + 1
-            keys.append(cb.name if seen[cb.name] == 1 else f"{cb.name}#{seen[cb.name]}")
-        return keys
-
-    def _section(self, registry: list[AnyCallback]) -> str:
-        return "async_callbacks" if registry is self.async_callbacks else "callbacks"
-
     def state_dict(self) -> dict[str, Any]:
-        """The state of every registered callback, keyed by name (JSON-serialisable)."""
-        state: dict[str, Any] = {}
-        for registry in (self.callbacks, self.async_callbacks):
-            state[self._section(registry)] = {
-                key: {
+        """Every registered callback's state and schedule, keyed by `state_key`."""
+        return {
+            "callbacks": {
+                cb.state_key: {
                     "state": cb.state_dict(),
                     "schedule": None if cb.schedule is None else cb.schedule.state_dict(),
                 }
-                for key, cb in zip(self._keys(registry), registry, strict=True)
+                for cb in self._every()
             }
-        return state
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore callback states; a state with no callback yet waits for one to be added."""
-        self._unclaimed_state = {
-            section: dict(state.get(section, {})) for section in ("callbacks", "async_callbacks")
-        }
-        for registry in (self.callbacks, self.async_callbacks):
-            for cb in registry:
-                self._claim_state(registry, cb)
-        for section, leftovers in self._unclaimed_state.items():
-            for key in leftovers:
-                self.logger.info(
-                    "saved state of %s callback %r waits for a matching callback", section, key
-                )
+        """Restore each callback's state by key; a state whose callback is not registered yet
+        waits for it (and is reported when training starts if none comes)."""
+        saved: dict[str, Mapping[str, Any]] = {}
+        for section in ("async_callbacks", "callbacks"):  # "async_callbacks": older checkpoints
+            saved.update(state.get(section, {}))
+        self._unclaimed = saved
+        for cb in self._every():
+            self._claim_state(cb)
 
-    def _claim_state(self, registry: list[AnyCallback], cb: _CallbackBase) -> None:
-        pending = self._unclaimed_state.get(self._section(registry))
-        if not pending:
+    def _claim_state(self, cb: _CallbackBase) -> None:
+        saved = self._unclaimed.pop(cb.state_key, None)
+        if saved is None:
             return
-        key = self._keys(registry)[next(i for i, c in enumerate(registry) if c is cb)]
-        if key in pending:
-            saved = pending.pop(key)
-            cb.load_state_dict(saved.get("state", {}))
-            if cb.schedule is not None and saved.get("schedule") is not None:
-                cb.schedule.load_state_dict(saved["schedule"])
-            self._dirty = True
+        cb.load_state_dict(saved.get("state", {}))
+        if cb.schedule is not None and saved.get("schedule") is not None:
+            cb.schedule.load_state_dict(saved["schedule"])
+        self._dirty = True

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from keisei.checkpoint import CheckpointNotFoundError, resolve_checkpoint, validate_name
 from keisei.checkpoint.run_layout import RunLayout
-from keisei.config import Config, ConfigError, load_config
+from keisei.config import Config, ConfigError, add_extra_callbacks, load_config
 
 
 @dataclass(frozen=True)
@@ -31,16 +32,18 @@ def plan_run(
     overrides: list[str],
     run_name: str | None,
     resume: str | None,
+    callbacks: Sequence[str] = (),
 ) -> RunPlan:
     """Resolve the config, run directory and checkpoint for a fresh run or a resume.
 
     A fresh run uses `--config` (or the defaults) plus overrides. A resume (`latest`, a run
     directory, or a checkpoint directory) continues in the run's own directory with the config
     the run saved, plus overrides (e.g. a larger `training.total_timesteps`), unless `--config`
-    names another file.
+    names another file. `callbacks` (`package.module:ClassName`) are added to the config's
+    `callbacks.extra`.
     """
     if resume is None:
-        config = load_config(config_path, overrides)
+        config = add_extra_callbacks(load_config(config_path, overrides), callbacks)
         name = validate_name(run_name or config.logging.run_name or default_run_name(), "run name")
         return RunPlan(config, Path(config.logging.model_dir) / name, None)
 
@@ -67,5 +70,5 @@ def plan_run(
     saved = RunLayout(run_dir).config
     if config_path is None and not saved.is_file():
         raise ConfigError(f"cannot resume: {saved} is missing; pass --config")
-    config = load_config(config_path or saved, overrides)
+    config = add_extra_callbacks(load_config(config_path or saved, overrides), callbacks)
     return RunPlan(config, run_dir, checkpoint, resume_latest=resume == "latest")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+from collections.abc import Callable
 from typing import Any
 
 
@@ -66,6 +67,14 @@ class EveryNSteps:
             return True
         return False
 
+    def realign(self, interval: int) -> None:
+        """Change the interval, keeping the position reached (in steps)."""
+        if interval <= 0:
+            raise ValueError(f"interval must be positive, got {interval}")
+        if self.last_multiple is not None:
+            self.last_multiple = (self.last_multiple * self.interval) // interval
+        self.interval = interval
+
     def state_dict(self) -> dict[str, Any]:
         return {"interval": self.interval, "last_multiple": self.last_multiple}
 
@@ -79,10 +88,11 @@ class EveryNSteps:
 
 
 class DueQueue:
-    """Callbacks with a schedule, ordered by the next step at which each is due.
+    """Scheduled callbacks of every kind, ordered by the next step at which each is due.
 
-    Lets the manager skip callbacks that are not due without calling them: the cost of a step on
-    which nothing is due does not grow with the number of scheduled callbacks.
+    One queue serves sync and async callbacks alike; each dispatch takes the due entries of its
+    own kind (`accept`) and leaves the others due for theirs. The cost of a step on which nothing
+    is due does not grow with the number of scheduled callbacks.
     """
 
     def __init__(self) -> None:
@@ -97,14 +107,19 @@ class DueQueue:
         self._heap = [(self._next_due(s), order, s, item) for order, s, item in entries]
         heapq.heapify(self._heap)
 
-    def pop_due(self, step: int) -> list[tuple[int, Any]]:
-        """The (order, item) pairs due at `step`; their schedules record that they fired."""
-        fired = []
+    def pop_due(self, step: int, accept: Callable[[Any], bool]) -> list[tuple[int, Any]]:
+        """The (order, item) pairs due at `step` with `accept(item)`; their schedules record that
+        they fired. Due entries that are not accepted stay due."""
         heap = self._heap
+        if not heap or heap[0][0] > step:
+            return []
+        fired, other = [], []
         while heap and heap[0][0] <= step:
-            _, order, schedule, item = heapq.heappop(heap)
+            entry = heapq.heappop(heap)
+            (fired if accept(entry[3]) else other).append(entry)
+        for entry in other:
+            heapq.heappush(heap, entry)
+        for _, order, schedule, item in fired:
             schedule.due(step)
-            fired.append((order, schedule, item))
-        for order, schedule, item in fired:
             heapq.heappush(heap, (self._next_due(schedule), order, schedule, item))
-        return [(order, item) for order, _, item in fired]
+        return [(order, item) for _, order, _, item in fired]

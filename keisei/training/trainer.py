@@ -1,25 +1,26 @@
 """The `Trainer`: self-play PPO, epoch by epoch, with callbacks at the end of each epoch.
 
 An epoch plays `training.steps_per_epoch` environment steps (plies, over all games), runs the PPO
-update, then dispatches the async and sync callbacks with `global_timestep` = environment steps
-completed. On any failure or Ctrl-C the callbacks hear `on_exception`, a final checkpoint is
-written, and teardown runs before the error propagates. The first Ctrl-C stops at the end of the
-current epoch (a clean, exactly resumable checkpoint); a second one stops at once.
+update, and only then advances `global_timestep`; then it dispatches the async and the sync
+callbacks. The trainer owns the one teardown path: on any failure or Ctrl-C the callbacks hear
+`on_exception` (the checkpoint callback writes the final checkpoint there), then everything the
+run acquired is released, and the error propagates.
+
+A final checkpoint after a failure records the failure in its manifest. When training stopped at
+an epoch boundary (Ctrl-C once, a failing callback) it is a clean checkpoint and `latest` names it;
+when it stopped mid-epoch (a second Ctrl-C or an error during collection or the update) it is
+named `step_...-interrupted` and `latest` keeps naming the last clean one, so `--resume latest`
+is exact.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import random
-import signal
-import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 import numpy as np
 import torch
@@ -35,9 +36,13 @@ from keisei.rl.rollout import GameStats, SelfPlayCollector
 from keisei.shogi import VecShogiEnv
 from keisei.timing import SectionTimer
 from keisei.training.callback_manager import CallbackManager
-from keisei.training.callbacks import CheckpointSaver, Evaluator
+from keisei.training.callbacks import AsyncCallback, CheckpointSaver, Evaluator
 from keisei.training.display import Display, LiveDisplay, PlainDisplay, ProgressSnapshot
+from keisei.training.event_loop import BackgroundEventLoop
+from keisei.training.extra_callbacks import build_extra_callbacks
+from keisei.training.interrupt import GracefulInterrupt, StopRequested
 from keisei.training.run_dir import RunPlan
+from keisei.training.trainer_view import TrainerCallbackView
 
 
 def pick_device(name: str) -> torch.device:
@@ -56,86 +61,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class StopRequested(KeyboardInterrupt):
-    """Ctrl-C arrived; training stopped at the end of an epoch."""
-
-
-class _GracefulInterrupt:
-    """First SIGINT: ask to stop after the epoch. Second: raise KeyboardInterrupt at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        log.get_logger("trainer").warning(
-            "Ctrl-C: stopping at the end of this epoch (press Ctrl-C again to stop now)"
-        )
-
-    @contextmanager
-    def installed(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = signal.signal(signal.SIGINT, self._handle)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-
-class TrainerCallbackView:
-    """What callbacks see of the trainer (satisfies `TrainerView`)."""
-
-    def __init__(self, trainer: Trainer) -> None:
-        self._trainer = trainer
-
-    @property
-    def global_timestep(self) -> int:
-        return self._trainer.global_timestep
-
-    @property
-    def total_episodes_completed(self) -> int:
-        return self._trainer.stats.games
-
-    @property
-    def black_wins(self) -> int:
-        return self._trainer.stats.black_wins
-
-    @property
-    def white_wins(self) -> int:
-        return self._trainer.stats.white_wins
-
-    @property
-    def draws(self) -> int:
-        return self._trainer.stats.draws
-
-    @property
-    def model(self) -> torch.nn.Module:
-        return self._trainer.model
-
-    @property
-    def checkpoint_saver(self) -> CheckpointSaver:
-        return self._trainer.checkpoint_saver
-
-    @property
-    def evaluator(self) -> Evaluator | None:
-        return self._trainer.evaluator
-
-    @property
-    def logger(self) -> logging.Logger:
-        return self._trainer.logger
-
-    @property
-    def run_dir(self) -> Path:
-        return self._trainer.run_dir
-
-    def record_metrics(self, metrics: Mapping[str, float]) -> None:
-        self._trainer.record_metrics(metrics)
-
-
 @dataclass(frozen=True)
 class TrainingSummary:
     run_dir: Path
@@ -145,8 +70,19 @@ class TrainingSummary:
     seconds: float
 
 
+def _describe(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text[:500]
+
+
 class Trainer:
-    """One training run in `plan.run_dir`, fresh or resumed."""
+    """One training run in `plan.run_dir`, fresh or resumed.
+
+    Construction first builds everything in memory and, for a resume, loads and checks the
+    checkpoint: a run that cannot start leaves the run directory as it was. Only then does it
+    take what a run holds (the run directory, the log file, `config.yaml`, metric sinks,
+    evaluation workers), and it gives back whatever it took if that fails half-way.
+    """
 
     def __init__(
         self, plan: RunPlan, *, live: bool = False, evaluator: Evaluator | None = None
@@ -154,14 +90,10 @@ class Trainer:
         config = plan.config
         self.config = config
         self.run_dir = plan.run_dir
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        log.set_level(config.logging.level)
-        layout = RunLayout(self.run_dir)
-        log.attach_log_file(layout.log)
+        self.layout = RunLayout(self.run_dir)
         self.logger = log.get_logger("trainer")
-        dump_config(config, layout.config)
-        seed_everything(config.training.seed)
         self.device = pick_device(config.training.device)
+        seed_everything(config.training.seed)
 
         env_cfg, model_cfg = config.env, config.model
         self.env = VecShogiEnv(
@@ -189,11 +121,60 @@ class Trainer:
             config.ppo.gae_lambda,
             self.timer,
         )
-        self.store = CheckpointStore.from_config(config.checkpoint, layout.checkpoints)
+        self.store = CheckpointStore.from_config(config.checkpoint, self.layout.checkpoints)
         self.checkpoint_saver: CheckpointSaver = self.store.saver(self._training_state)
-        self.metrics = log.MetricsRecorder([log.JsonlSink(layout.metrics)])
+        if evaluator is None and config.evaluation.enable_periodic_evaluation:
+            evaluator = EvaluationManager(config.evaluation, self.run_dir)
+        self.evaluator = evaluator
+        self.manager = CallbackManager(config, self.run_dir)
+        self.manager.setup_default_callbacks()
+        self.manager.setup_async_callbacks()
+        for callback, every in build_extra_callbacks(config.callbacks.extra):
+            if isinstance(callback, AsyncCallback):
+                self.manager.add_async_callback(callback, every=every)
+            else:
+                self.manager.add_callback(callback, every=every)
+        self.view = TrainerCallbackView(self)
+        self.global_timestep = 0
+        self.updates = 0
+        self._at_epoch_boundary = True
+        self._failure: BaseException | None = None
+        self._interrupt = GracefulInterrupt()
+        self._bridge = BackgroundEventLoop()
+        resumed = self._resume(plan) if plan.resume_from is not None else None
+
+        self._release_steps: list[tuple[str, Callable[[], None]]] = []
+        try:
+            self._acquire(live)
+        except BaseException:
+            self._release()
+            raise
+        if resumed is not None:
+            self.logger.info("resumed from %s at step %d", resumed, self.global_timestep)
+        self.logger.info(
+            "run directory %s; device %s; model %s (%d parameters)",
+            self.run_dir,
+            self.device,
+            self.architecture,
+            sum(p.numel() for p in self.model.parameters()),
+        )
+
+    def _acquire(self, live: bool) -> None:
+        """Take what a run holds; each piece is released by `_release`, newest first."""
+        config = self.config
+        release = self._release_steps
+        release.append(("callbacks", self.manager.close))
+        release.append(("callback event loop", self._bridge.close))
+        release.append(("checkpoint store", self.store.close))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log.set_level(config.logging.level)
+        log.attach_log_file(self.layout.log)
+        release.append(("log file", log.detach_log_file))
+        dump_config(config, self.layout.config)
+        self.metrics = log.MetricsRecorder([log.JsonlSink(self.layout.metrics)])
+        release.append(("metrics", self.metrics.close))
         if config.logging.tensorboard:
-            self.metrics.add_sink(log.TensorBoardSink(layout.tensorboard))
+            self.metrics.add_sink(log.TensorBoardSink(self.layout.tensorboard))
         if config.logging.wandb:
             self.metrics.add_sink(
                 log.WandbSink(
@@ -203,30 +184,22 @@ class Trainer:
                     config.logging.wandb_mode,
                 )
             )
-        if evaluator is None and config.evaluation.enable_periodic_evaluation:
-            evaluator = EvaluationManager(config.evaluation, self.run_dir)
-            if config.evaluation.async_mode:
-                evaluator.start_workers()
-        self.evaluator = evaluator
-        self.manager = CallbackManager(config, self.run_dir)
-        self.manager.setup_default_callbacks()
-        self.manager.setup_async_callbacks()
-        self.view = TrainerCallbackView(self)
+        closer = getattr(self.evaluator, "close", None)
+        if callable(closer):
+            release.append(("evaluator", closer))
+        if isinstance(self.evaluator, EvaluationManager) and config.evaluation.async_mode:
+            self.evaluator.start_workers()  # their start-up overlaps the first epochs
         self.display: Display = LiveDisplay() if live else PlainDisplay()
-        self.global_timestep = 0
-        self.updates = 0
-        self.last_saved_step: int | None = None
-        self._interrupt = _GracefulInterrupt()
-        self._latest_evaluation: str | None = None
-        if plan.resume_from is not None:
-            self._resume(plan)
-        self.logger.info(
-            "run directory %s; device %s; model %s (%d parameters)",
-            self.run_dir,
-            self.device,
-            self.architecture,
-            sum(p.numel() for p in self.model.parameters()),
-        )
+
+    def _release(self) -> None:
+        """The one teardown path: release everything acquired, each piece whatever the others
+        do, newest first."""
+        while self._release_steps:
+            what, close = self._release_steps.pop()
+            try:
+                close()
+            except Exception:
+                self.logger.exception("closing the %s failed", what)
 
     # ------------------------------------------------------------------- state
 
@@ -238,8 +211,12 @@ class Trainer:
         self.metrics.record(metrics, self.global_timestep)
 
     def _training_state(self, step: int) -> TrainingState:
-        self.last_saved_step = step
-        latest = {k: v for k, v in self.metrics.latest.items() if math.isfinite(v)}
+        # Evaluation metrics describe the checkpoints they rated (kept beside those), not this one.
+        latest = {
+            k: v
+            for k, v in self.metrics.latest.items()
+            if math.isfinite(v) and not k.startswith("evaluation/")
+        }
         return TrainingState(
             step=step,
             model=self.model,
@@ -262,9 +239,12 @@ class Trainer:
                 "game_stats": self.stats.state_dict(),
                 "config": config_to_dict(self.config),
             },
+            clean=self._at_epoch_boundary,
+            failure=None if self._failure is None else _describe(self._failure),
         )
 
-    def _resume(self, plan: RunPlan) -> None:
+    def _resume(self, plan: RunPlan) -> Path:
+        """Load the resume point and restore it into the objects built so far (no file written)."""
         architecture = self.architecture.to_dict()
         checkpoint: LoadedCheckpoint = (
             self.store.load_latest(architecture=architecture)
@@ -279,7 +259,6 @@ class Trainer:
             checkpoint.restore_scaler(self.ppo.scaler)
         self.global_timestep = checkpoint.step
         self.updates = int(checkpoint.counters.get("updates", 0))
-        self.last_saved_step = checkpoint.step
         extra = checkpoint.extra
         self.collector.stats = GameStats.from_state(extra["game_stats"])
         self.env.load_state_dict(extra["env"])
@@ -290,31 +269,28 @@ class Trainer:
                 checkpoint.path,
             )
         checkpoint.restore_rng()  # last: nothing below may draw random numbers first
-        self.logger.info("resumed from %s at step %d", checkpoint.path, self.global_timestep)
+        return checkpoint.path
 
     # -------------------------------------------------------------------- loop
 
     def train(self) -> TrainingSummary:
-        """Train to `training.total_timesteps`; always leaves a final checkpoint."""
+        """Train to `training.total_timesteps`. Whatever happens, the callbacks hear about it
+        (the final checkpoint is theirs to write) and everything acquired is released."""
         total = self.config.training.total_timesteps
         started = time.monotonic()
-        self.display.start(self.global_timestep, total)
         try:
             with self._interrupt.installed():
-                self.manager.on_train_start(self.view)
-                while self.global_timestep < total:
-                    self._epoch(started)
-                    if self._interrupt.requested:
-                        raise StopRequested(f"stopped by Ctrl-C at step {self.global_timestep}")
-                self.manager.on_train_end(self.view)
-                self._save_final()
-        except BaseException as exc:
-            self.manager.on_exception(self.view, exc)
-            self._save_final_after_failure()
-            raise
+                self.display.start(self.global_timestep, total)
+                try:
+                    self._run(total)
+                except BaseException as exc:
+                    self._failure = exc
+                    self.manager.on_exception(self.view, exc)
+                    raise
+                finally:
+                    self.display.stop()
         finally:
-            self.display.stop()
-            self._teardown()
+            self._release()
         return TrainingSummary(
             self.run_dir,
             self.global_timestep,
@@ -323,13 +299,24 @@ class Trainer:
             time.monotonic() - started,
         )
 
-    def _epoch(self, started: float) -> None:
+    def _run(self, total: int) -> None:
+        self.manager.on_train_start(self.view)
+        while self.global_timestep < total:
+            self._epoch()
+            if self._interrupt.requested:
+                raise StopRequested(f"stopped by Ctrl-C at step {self.global_timestep}")
+        self._bridge.run(self.manager.on_train_end_async(self.view))
+        self.manager.on_train_end(self.view)
+
+    def _epoch(self) -> None:
         epoch_start = time.monotonic()
+        self._at_epoch_boundary = False
         rollout = self.collector.collect(self.model)
-        self.global_timestep += self.config.training.steps_per_epoch
         with self.timer.section("ppo"):
             update = self.ppo.update(rollout)
         self.updates += 1
+        self.global_timestep += self.config.training.steps_per_epoch
+        self._at_epoch_boundary = True
         elapsed = time.monotonic() - epoch_start
         steps_per_second = self.config.training.steps_per_epoch / max(elapsed, 1e-9)
         stats = self.stats
@@ -346,7 +333,7 @@ class Trainer:
             }
         )
         with self.timer.section("callbacks"):
-            self.record_metrics(self.manager.execute_step_callbacks_async(self.view))
+            self._bridge.run(self.manager.execute_step_callbacks_async(self.view))
             self.manager.execute_step_callbacks(self.view)
         self.display.update(self._snapshot(steps_per_second, update))
 
@@ -373,37 +360,3 @@ class Trainer:
             evaluation=evaluation,
             elo=elo,
         )
-
-    # ---------------------------------------------------------------- teardown
-
-    def _save_final(self) -> None:
-        """A final checkpoint at the current step, unless a callback already wrote it."""
-        if self.last_saved_step != self.global_timestep:
-            path = self.checkpoint_saver.save(self.global_timestep, wait=True)
-            self.logger.info("final checkpoint for step %d: %s", self.global_timestep, path)
-
-    def _save_final_after_failure(self) -> None:
-        try:
-            self.store.flush()
-        except Exception:
-            self.logger.exception("an earlier checkpoint write failed")
-        try:
-            self._save_final()
-        except Exception:
-            self.logger.exception("writing the final checkpoint failed")
-
-    def _teardown(self) -> None:
-        steps = [
-            ("callbacks", self.manager.close),
-            ("checkpoint store", self.store.close),
-            ("metrics", self.metrics.close),
-        ]
-        closer = getattr(self.evaluator, "close", None)
-        if callable(closer):
-            steps.insert(1, ("evaluator", closer))
-        for what, close in steps:
-            try:
-                close()
-            except Exception:
-                self.logger.exception("closing the %s failed", what)
-        log.detach_log_file()

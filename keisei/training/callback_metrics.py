@@ -1,0 +1,60 @@
+"""Metrics returned by callback hooks, merged per step.
+
+Keys are namespaced by the callbacks (`evaluation/win_rate`). Within one step a key reported a
+second time (by another callback, or by the same one from two hooks) keeps its first value; the
+collision is logged once per pair of reporters, naming both.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from keisei.training.callback_base import Metrics
+
+
+class StepMetrics:
+    """Merges the reports of one step's hooks, across the sync and async dispatches."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+        self._step: int | None = None
+        self._owners: dict[str, str] = {}
+        self._logged: set[tuple[str, str, str]] = set()
+
+    def merge(self, step: int, reports: list[tuple[str, Mapping[str, float] | None]]) -> Metrics:
+        """The new metrics in `reports` ((reporter, metrics) pairs, in dispatch order)."""
+        if step != self._step:
+            self._step, self._owners = step, {}
+        merged: Metrics = {}
+        for reporter, metrics in reports:
+            for key, value in (metrics or {}).items():
+                owner = self._owners.get(key)
+                if owner is not None:
+                    self._collision(key, owner, reporter, step)
+                    continue
+                try:
+                    merged[key] = float(value)
+                except (TypeError, ValueError):
+                    self.logger.warning(
+                        "callback %s reported %r = %r, which is not a number; dropped",
+                        reporter,
+                        key,
+                        value,
+                    )
+                    continue
+                self._owners[key] = reporter
+        return merged
+
+    def _collision(self, key: str, first: str, second: str, step: int) -> None:
+        if (key, first, second) in self._logged:
+            return
+        self._logged.add((key, first, second))
+        who = f"twice by {first}" if first == second else f"by both {first} and {second}"
+        self.logger.warning(
+            "metric %r reported %s at step %d; keeping %s's first value (logged once)",
+            key,
+            who,
+            step,
+            first,
+        )
