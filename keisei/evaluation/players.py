@@ -179,9 +179,17 @@ def model_input_shape(model: torch.nn.Module) -> tuple[int, int, int]:
 
 
 def load_checkpoint_player(
-    path: str | Path, *, greedy: bool = True, seed: int = 0, device: str = "cpu"
+    path: str | Path,
+    *,
+    greedy: bool = True,
+    seed: int = 0,
+    device: str = "cpu",
+    kind: str = "checkpoint",
 ) -> NeuralPlayer:
-    """A saved Keisei model as an opponent, loaded safely (checksums verified, no pickle)."""
+    """A saved Keisei model as a player, loaded safely (checksums verified, no pickle).
+
+    `kind` is `checkpoint` for an opponent, `agent` for the training run's checkpoint under
+    evaluation; either way its registry name is the checkpoint's (`<run>/<checkpoint>`)."""
     from keisei.checkpoint import load_model_weights, read_architecture, resolve_checkpoint
     from keisei.checkpoint.layout import step_of
 
@@ -192,7 +200,7 @@ def load_checkpoint_player(
     return NeuralPlayer(
         model,
         name=checkpoint_player_name(checkpoint),
-        kind="checkpoint",
+        kind=kind,
         greedy=greedy,
         seed=seed,
         device=device,
@@ -207,10 +215,16 @@ def checkpoint_player_name(checkpoint: Path) -> str:
 
 
 class UsiPlayer:
-    """An external USI engine in a subprocess, with time limits. Hangs and crashes lose games."""
+    """An external USI engine in a subprocess, with time limits. Hangs and crashes lose games.
+
+    Its default name says everything that sets its strength (options, byoyomi, nodes), so the Elo
+    registry keeps differently limited engines apart. It has no depth limit.
+    """
 
     kind = "usi"
     step = None
+    DEFAULT_BYOYOMI_MS = 1000
+    """The byoyomi sent when neither byoyomi nor nodes is given (as `UsiEngine.best_move`)."""
 
     def __init__(
         self,
@@ -222,13 +236,23 @@ class UsiPlayer:
         timeout_s: float = 30.0,
         name: str | None = None,
     ) -> None:
+        if byoyomi_ms is None and nodes is None:
+            byoyomi_ms = self.DEFAULT_BYOYOMI_MS
         self.command = command
         self.path = command
         self.byoyomi_ms, self.nodes, self.timeout_s = byoyomi_ms, nodes, timeout_s
         self._options = dict(options or {})
         self._engine: UsiEngine | None = None
-        suffix = "".join(f" {k}={v}" for k, v in sorted(self._options.items()))
-        self.name = name or f"usi:{Path(shlex.split(command)[0]).name}{suffix}"
+        self.name = name or f"usi:{Path(shlex.split(command)[0]).name}{self._settings()}"
+
+    def _settings(self) -> str:
+        """` k=v` for each option (sorted), then the limits: ` byoyomi=<ms>ms`, ` nodes=<n>`."""
+        words = [f"{key}={value}" for key, value in sorted(self._options.items())]
+        if self.byoyomi_ms is not None:
+            words.append(f"byoyomi={self.byoyomi_ms}ms")
+        if self.nodes is not None:
+            words.append(f"nodes={self.nodes}")
+        return "".join(f" {word}" for word in words)
 
     def _ensure_engine(self) -> None:
         if self._engine is None:

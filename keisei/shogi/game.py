@@ -364,9 +364,15 @@ class ShogiGame:
     def to_csa(self, black_name: str = "Black", white_name: str = "White") -> str:
         return self.record(black_name, white_name).to_csa()
 
-    def copy(self) -> ShogiGame:
-        """An independent game in the same state (replayed from the start position)."""
-        return _replay(*self._replay_args())
+    def copy(self, *, declaration: bool | None = None) -> ShogiGame:
+        """An independent game in the same state (replayed from the start position).
+
+        `declaration` switches the declaration rule for the copy: it rules on the current position
+        and later ones, not on earlier ones (the USI engine follows a GUI's game, where declaring
+        is a choice, and searches a copy with the rule on)."""
+        start, moves, max_plies, own, name, opening = self._replay_args()
+        rule = own if declaration is None else declaration
+        return _replay(start, moves, max_plies, rule, name, opening)
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
         """Pickle as start SFEN plus moves: cshogi boards themselves cannot be pickled."""
@@ -395,9 +401,14 @@ def _replay(
     name: str,
     opening_plies: int,
 ) -> ShogiGame:
-    """Rebuild a game by replaying its moves, each validated again (copies, unpickling)."""
-    game = ShogiGame(start_sfen, max_plies=max_plies, declaration=declaration, name=name)
+    """Rebuild a game by replaying its moves, each validated again (copies, unpickling).
+
+    The declaration rule rules on the last position only: a game with the rule on never passed a
+    position where it applied, but a copy that switched it on may have."""
+    game = ShogiGame(start_sfen, max_plies=max_plies, declaration=False, name=name)
     for move in moves:
         game.push_move(move)
+    game._declaration = declaration
+    game._result = game._rule(game.repetitions())
     game.opening_plies = opening_plies
     return game

@@ -3,7 +3,9 @@
 The protocol loop runs in the calling thread and never blocks on thinking: `go` starts a search
 thread that sends `info` lines and then `bestmove`; `stop` and `ponderhit` change its limits.
 The network loads in the background from start-up, so `usi` is answered at once and `isready`
-waits for it. Any bad command is answered with an `info string` line and changes nothing.
+waits for it. Any bad command is answered with an `info string` line and changes nothing,
+except that a refused `position` leaves no position to search: `go` then says so in an
+`info string` line and answers `bestmove resign` rather than play a move of another position.
 """
 
 from __future__ import annotations
@@ -110,6 +112,8 @@ class UsiEngineServer:
         self._author = author
         self._options = EngineOptions()
         self._position = PositionTracker()
+        # Why the last `position` command was refused; None while the position is valid.
+        self._refused_position: str | None = None
         self._job: _Job | None = None
         self._exit_code: int | None = None
 
@@ -184,9 +188,15 @@ class UsiEngineServer:
     def _usinewgame(self, _: list[str]) -> None:
         self._finish_job()
         self._position.set(["startpos"])
+        self._refused_position = None
 
     def _set_position(self, args: list[str]) -> None:
-        self._position.set(args)
+        try:
+            self._position.set(args)
+        except Exception as exc:
+            self._refused_position = str(exc)
+            raise
+        self._refused_position = None
 
     def _quit(self, _: list[str]) -> None:
         self._finish_job()
@@ -221,13 +231,24 @@ class UsiEngineServer:
         self._apply_limits(job, go, pondering=go.ponder)
         if not (go.infinite or go.ponder):
             job.release.set()
-        answer = decided_answer(game)
-        to_search = None if answer else searchable(game)
+        answer = self._refused_answer() or decided_answer(game)
+        # In the search, a position where the side to move can declare is that side's win.
+        to_search = None if answer else searchable(game, declaration=True)
         job.thread = threading.Thread(
             target=self._think, args=(agent, job, to_search, answer), name="keisei-go", daemon=True
         )
         self._job = job
         job.thread.start()
+
+    def _refused_answer(self) -> str | None:
+        """`resign` (said why) when the last `position` was refused: the GUI's position is
+        unknown, and a move for the previous one could be illegal there."""
+        if self._refused_position is None:
+            return None
+        self._out.send(
+            info_string(f"error: go: no position to search ({self._refused_position}); resigning")
+        )
+        return "resign"
 
     # --- thinking --------------------------------------------------------------------------
 

@@ -5,6 +5,10 @@ command shares its start and a prefix of moves with the current position, only t
 undone and replayed, so a long game costs a few moves per command, not a full replay. Any bad
 part (unknown form, invalid SFEN, an illegal move anywhere in the list) raises `UsiInputError`
 and leaves the position exactly as it was.
+
+Declaring a win (entering king, 27-point rule) is a choice of the side to move, so the tracked
+game does not end where a declaration was possible: play goes on if that side moved instead.
+Only `go` asks whether the side to move can declare now (`decided_answer`).
 """
 
 from __future__ import annotations
@@ -40,8 +44,8 @@ class PositionTracker:
 
     @staticmethod
     def _new_game(start_sfen: str) -> ShogiGame:
-        # No ply limit: the GUI decides when a long game ends.
-        return ShogiGame(start_sfen, max_plies=None, name="usi")
+        # No ply limit and no automatic declaration: the GUI decides when the game ends.
+        return ShogiGame(start_sfen, max_plies=None, declaration=False, name="usi")
 
     @property
     def game(self) -> ShogiGame:
@@ -93,24 +97,31 @@ class PositionTracker:
             ) from None
 
 
+def can_declare(game: ShogiGame) -> bool:
+    """Whether the side to move may declare a win now (entering king, 27-point rule)."""
+    return bool(game.board_copy().is_nyugyoku(cshogi.LAW_27))
+
+
 def decided_answer(game: ShogiGame) -> Literal["win", "resign"] | None:
-    """`win` when the side to move wins by declaration, `resign` when it is mated or has no
-    legal move; None when there is a move to look for."""
-    result = game.result
-    if result is None:
-        return None
-    if result.reason == "declaration" and result.winner == game.side_to_move:
+    """`win` when the side to move can declare now, `resign` when it is mated or has no legal
+    move; None when there is a move to look for. A declaration passed up earlier counts for
+    nothing."""
+    if can_declare(game):
         return "win"
-    if result.reason in ("checkmate", "no_legal_moves"):
+    result = game.result
+    if result is not None and result.reason in ("checkmate", "no_legal_moves"):
         return "resign"
     return None
 
 
-def searchable(game: ShogiGame) -> ShogiGame:
-    """A copy of `game` to search. If our rules ended it where the GUI plays on (repetition,
-    perpetual check), the copy starts afresh from the current position so there are moves."""
-    if game.result is None:
-        return game.copy()
+def searchable(game: ShogiGame, *, declaration: bool | None = None) -> ShogiGame:
+    """A copy of `game` to search; `declaration` switches the declaration rule on or off for the
+    positions the search reaches (default: the game's own rule). If our rules ended the game where
+    the GUI plays on (repetition, perpetual check), the copy starts afresh from the current
+    position so there are moves."""
+    copy = game.copy(declaration=declaration)
+    if copy.result is None:
+        return copy
     fresh = ShogiGame(game.sfen(), max_plies=None, name=game.name)
     if fresh.result is not None:
         raise ValueError(f"no move to search: the game is over ({fresh.result.reason})")
