@@ -10,6 +10,7 @@ or fp16 with a gradient scaler) and `torch.compile`.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -28,6 +29,57 @@ def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
     if variance.item() == 0:
         return float("nan")
     return float(1 - (target - predicted).var() / variance)
+
+
+class PPOLosses(NamedTuple):
+    """The terms of one minibatch's loss (scalars), and the per-sample probability ratios."""
+
+    policy_loss: torch.Tensor
+    """-L^CLIP: minus the mean clipped surrogate objective."""
+    value_loss: torch.Tensor
+    """L^VF = 0.5 * mean (V(s) - R)^2 (the value is not clipped)."""
+    entropy: torch.Tensor
+    """S: the mean entropy of the masked policy, over legal labels only."""
+    ratio: torch.Tensor
+    """r = pi(a|s) / pi_old(a|s), one per sample."""
+    log_ratio: torch.Tensor
+    """log r, one per sample."""
+
+
+def ppo_losses(
+    logits: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    actions: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    *,
+    clip_coef: float,
+    normalize_advantages: bool,
+) -> PPOLosses:
+    """The PPO loss terms of one minibatch, from the network's outputs on it.
+
+    logits (B, 2187) and values (B,) are the network's outputs; mask (B, 2187) the legal labels;
+    actions, old_logprobs, advantages, returns (B,) come from the rollout. With
+    `normalize_advantages` (and more than one sample) the advantages are shifted and scaled to
+    mean 0 and standard deviation 1 over this minibatch first.
+    """
+    if normalize_advantages and advantages.numel() > 1:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    logp_all = torch.log_softmax(masked_logits(logits.float(), mask), dim=-1)
+    logprobs = logp_all.gather(1, actions[:, None]).squeeze(-1)
+    # Entropy over legal labels only (0 * -inf would be NaN).
+    entropy = -(logp_all.exp() * logp_all.masked_fill(~mask, 0.0)).sum(-1).mean()
+
+    log_ratio = logprobs - old_logprobs
+    ratio = log_ratio.exp()
+    surrogate = torch.min(
+        ratio * advantages, ratio.clamp(1 - clip_coef, 1 + clip_coef) * advantages
+    )
+    policy_loss = -surrogate.mean()  # -L^CLIP
+    value_loss = 0.5 * (values.float() - returns).pow(2).mean()  # L^VF
+    return PPOLosses(policy_loss, value_loss, entropy, ratio, log_ratio)
 
 
 class PPO:
@@ -105,23 +157,20 @@ class PPO:
         old_logprobs = rollout.logprobs[index]
         advantages = rollout.advantages[index]
         returns = rollout.returns[index]
-        if cfg.normalize_advantages and advantages.numel() > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 
         with self._autocast():
             logits, values = self.forward(obs)
-        logp_all = torch.log_softmax(masked_logits(logits.float(), mask), dim=-1)
-        logprobs = logp_all.gather(1, actions[:, None]).squeeze(-1)
-        # Entropy over legal labels only (0 * -inf would be NaN).
-        entropy = -(logp_all.exp() * logp_all.masked_fill(~mask, 0.0)).sum(-1).mean()
-
-        log_ratio = logprobs - old_logprobs
-        ratio = log_ratio.exp()
-        surrogate = torch.min(
-            ratio * advantages, ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef) * advantages
+        policy_loss, value_loss, entropy, ratio, log_ratio = ppo_losses(
+            logits,
+            values,
+            mask,
+            actions,
+            old_logprobs,
+            advantages,
+            returns,
+            clip_coef=cfg.clip_coef,
+            normalize_advantages=cfg.normalize_advantages,
         )
-        policy_loss = -surrogate.mean()  # -L^CLIP
-        value_loss = 0.5 * (values.float() - returns).pow(2).mean()  # L^VF
         loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
 
         self.optimizer.zero_grad(set_to_none=True)
