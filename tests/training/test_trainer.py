@@ -15,7 +15,7 @@ import torch
 from keisei.checkpoint import CheckpointStore, load_model_weights
 from keisei.config import load_config
 from keisei.log import read_metrics
-from keisei.training.callbacks import Callback, TrainerView
+from keisei.training.callbacks import Callback, CriticalCallbackError, TrainerView
 from keisei.training.run_dir import RunPlan, plan_run
 from keisei.training.trainer import Trainer
 from tests.support.tiny_config import TINY
@@ -63,7 +63,10 @@ def test_tiny_run_trains_end_to_end_with_checkpoints_on_schedule(tmp_path: Path)
     ):
         assert key in updates[-1]
     assert (plan.run_dir / "config.yaml").is_file()
-    assert "checkpoint for step 128" in (plan.run_dir / "train.log").read_text()
+    log_text = (plan.run_dir / "train.log").read_text()
+    assert "writing the checkpoint of step 128" in log_text
+    assert "final checkpoint" not in log_text  # step 256 was saved on schedule, not again
+    assert "is not a multiple of" not in log_text
     assert list((plan.run_dir / "tensorboard").glob("events.out.tfevents.*"))
 
 
@@ -105,7 +108,24 @@ def test_a_failing_callback_does_not_stop_training(tmp_path: Path):
     assert "RuntimeError: broken callback" in text
 
 
-def test_a_critical_failure_leaves_a_final_checkpoint(tmp_path: Path):
+class Lifecycle(Callback):
+    """Counts the teardown hooks it hears."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.exceptions: list[BaseException] = []
+        self.closed = 0
+
+    def on_exception(self, trainer: TrainerView, exc: BaseException) -> None:
+        self.exceptions.append(exc)
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_a_critical_failure_stops_training_with_one_teardown_and_a_final_checkpoint(
+    tmp_path: Path,
+):
     class Fatal(Callback):
         critical = True
 
@@ -115,11 +135,19 @@ def test_a_critical_failure_leaves_a_final_checkpoint(tmp_path: Path):
 
     plan = tiny_plan(tmp_path, "fatal")
     trainer = Trainer(plan)
+    lifecycle = Lifecycle()
+    trainer.manager.add_callback(lifecycle)
     trainer.manager.add_callback(Fatal())
-    with pytest.raises(RuntimeError, match="fatal"):
+    with pytest.raises(CriticalCallbackError, match="Fatal failed in on_step_end at step 192") as info:
         trainer.train()
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert lifecycle.exceptions == [info.value]  # told once, by the trainer's teardown path
+    assert lifecycle.closed == 1
+    # Stopped at an epoch boundary: the final checkpoint is clean, so `latest` names it.
     checkpoint = CheckpointStore(plan.run_dir / "checkpoints").load_latest()
     assert checkpoint.step == 192
+    assert checkpoint.manifest["clean"] is True
+    assert "CriticalCallbackError" in checkpoint.manifest["failure"]
 
 
 def test_bad_config_fails_before_any_work(tmp_path: Path):
