@@ -70,9 +70,7 @@ def train_command(tmp_path: Path, name: str, *extra: str) -> list[str]:
     return [*command, *extra]
 
 
-def test_keisei_train_runs_a_callback_named_on_the_command_line(
-    tmp_path: Path, user_package: Path
-):
+def test_keisei_train_runs_a_callback_named_on_the_command_line(tmp_path: Path, user_package: Path):
     env = {**os.environ, "PYTHONPATH": f"{user_package}{os.pathsep}{os.getcwd()}"}
     result = subprocess.run(
         train_command(tmp_path, "cli", "--callback", "mypkg.mod:Marker",

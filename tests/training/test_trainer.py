@@ -138,7 +138,8 @@ def test_a_critical_failure_stops_training_with_one_teardown_and_a_final_checkpo
     lifecycle = Lifecycle()
     trainer.manager.add_callback(lifecycle)
     trainer.manager.add_callback(Fatal())
-    with pytest.raises(CriticalCallbackError, match="Fatal failed in on_step_end at step 192") as info:
+    expected = "Fatal failed in on_step_end at step 192"
+    with pytest.raises(CriticalCallbackError, match=expected) as info:
         trainer.train()
     assert isinstance(info.value.__cause__, RuntimeError)
     assert lifecycle.exceptions == [info.value]  # told once, by the trainer's teardown path
