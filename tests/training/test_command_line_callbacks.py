@@ -127,3 +127,19 @@ def test_bad_keyword_arguments_are_a_config_error(tmp_path: Path, user_package: 
     with pytest.raises(ConfigError, match=r"callbacks.extra\[0\] = 'mypkg.mod:Marker'.*colour"):
         Trainer(plan)
     assert not (tmp_path / "kw").exists()
+
+
+def test_the_readme_example_callback_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`PYTHONPATH=examples keisei train --callback game_log:GameLog` (README)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "examples"))
+    entry = "{target: 'game_log:GameLog', kwargs: {every: 128}}"
+    plan = plan_run(
+        None, [*TINY, f"logging.model_dir={tmp_path}", f"callbacks.extra=[{entry}]"], "ex", None
+    )
+    Trainer(plan).train()
+    rows = (tmp_path / "ex" / "games.csv").read_text().splitlines()
+    assert rows[0] == "step,games,black_wins,white_wins,draws"
+    assert [row.split(",")[0] for row in rows[1:]] == ["128", "256"]
+    shares = [r["custom/decisive_share"] for r in read_metrics(tmp_path / "ex" / "metrics.jsonl")
+              if "custom/decisive_share" in r]  # fmt: skip
+    assert len(shares) == 2 and all(0.0 <= share <= 1.0 for share in shares)
