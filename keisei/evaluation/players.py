@@ -35,7 +35,7 @@ class PlayerFailure(Exception):
 
 class Player(Protocol):
     name: str
-    """Identity in the Elo registry (e.g. `random`, `agent@step_000100000`)."""
+    """Identity in the Elo registry (e.g. `random`, `first/step_000102400`)."""
     kind: str
     """`random`, `greedy`, `agent`, `checkpoint` or `usi`."""
     path: str | None
