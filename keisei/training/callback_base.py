@@ -233,7 +233,8 @@ def check_hooks(callback: _CallbackBase) -> None:
     cls = type(callback)
     known = {*kind.STEP_HOOKS, *kind._SHARED_HOOKS}
     for attribute in dir(cls):
-        if not attribute.startswith(("on_", "poll")) or not callable(getattr(cls, attribute)):
+        is_hook_name = attribute.startswith("on_") or attribute in ("poll", "poll_async")
+        if not is_hook_name or not callable(getattr(cls, attribute)):
             continue
         if attribute not in known:
             hint = (

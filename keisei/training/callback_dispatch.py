@@ -24,49 +24,65 @@ def _is_sync(cb: _CallbackBase) -> bool:
     return not isinstance(cb, AsyncCallback)
 
 
+def _rank(pair: tuple[int, _CallbackBase]) -> int:
+    return pair[0]
+
+
 class DispatchPlan:
     """The dispatch order of one set of callbacks (rebuild it when the set changes)."""
 
     def __init__(self) -> None:
         self._due = DueQueue()
-        self._every_epoch: list[tuple[int, _CallbackBase]] = []
-        self._pollers: list[_CallbackBase] = []
+        # Indexed by kind (`is_async`) at rebuild time, so a dispatch filters nothing.
+        self._every_epoch: dict[bool, list[tuple[int, _CallbackBase]]] = {False: [], True: []}
+        self._pollers: dict[bool, tuple[_CallbackBase, ...]] = {False: (), True: ()}
         self._checkpointers: list[tuple[int, _CallbackBase]] = []
         self._checkpoint_wanted_at: int | None = None
 
     def rebuild(self, registries: Sequence[Sequence[_CallbackBase]]) -> None:
         """Index the callbacks of each registry (already filtered to the enabled ones)."""
-        self._every_epoch, self._pollers, self._checkpointers = [], [], []
+        every_epoch: dict[bool, list[tuple[int, _CallbackBase]]] = {False: [], True: []}
+        pollers: dict[bool, list[_CallbackBase]] = {False: [], True: []}
+        self._checkpointers = []
         scheduled: list[tuple[int, EveryNSteps, _CallbackBase]] = []
         for registry in registries:
             count = len(registry)
             for index, cb in enumerate(registry):
                 is_checkpoint = isinstance(cb, CheckpointCallback)
                 rank = index + (count if is_checkpoint else 0)  # checkpoints after the others
+                kind = _is_async(cb)
                 if is_checkpoint:
                     self._checkpointers.append((rank, cb))
                 if cb.polls:
-                    self._pollers.append(cb)
+                    pollers[kind].append(cb)
                 if cb.schedule is None:
-                    self._every_epoch.append((rank, cb))
+                    every_epoch[kind].append((rank, cb))
                 else:
                     scheduled.append((rank, cb.schedule, cb))
+        self._every_epoch = every_epoch
+        self._pollers = {kind: tuple(cbs) for kind, cbs in pollers.items()}
         self._due.rebuild(scheduled)
 
-    def pollers(self, *, is_async: bool) -> list[_CallbackBase]:
-        accept = _is_async if is_async else _is_sync
-        return [cb for cb in self._pollers if accept(cb)]
+    def pollers(self, *, is_async: bool) -> tuple[_CallbackBase, ...]:
+        return self._pollers[is_async]
 
     def step_hooks(self, step: int, *, is_async: bool) -> list[_CallbackBase]:
         """The callbacks of one kind whose step hook runs at `step`, in order; their schedules
         record that they fired."""
-        accept = _is_async if is_async else _is_sync
-        due = self._due.pop_due(step, accept)
+        every_epoch = self._every_epoch[is_async]
+        if (
+            step < self._due.earliest
+            and not every_epoch
+            and (is_async or self._checkpoint_wanted_at != step)
+        ):
+            return []  # the usual epoch end: nothing due, nothing to order
+        due = self._due.pop_due(step, _is_async if is_async else _is_sync)
         if any(cb.needs_checkpoint for _, cb in due):
             self._checkpoint_wanted_at = step
-        calls = due + [(rank, cb) for rank, cb in self._every_epoch if accept(cb)]
-        if not is_async and self._checkpoint_wanted_at == step:  # checkpoints are sync
+        calls = due + every_epoch
+        with_checkpoints = not is_async and self._checkpoint_wanted_at == step  # they are sync
+        if with_checkpoints:
             listed = {id(cb) for _, cb in calls}
             calls += [(rank, cb) for rank, cb in self._checkpointers if id(cb) not in listed]
-        calls.sort(key=lambda pair: pair[0])
+        calls.sort(key=_rank)
         return [cb for _, cb in calls]

@@ -89,7 +89,11 @@ class CallbackManager:
         )
 
     def _replace_defaults(self, registry: list[AnyCallback], new: list[AnyCallback]) -> None:
-        for cb in [cb for cb in registry if id(cb) in self._defaults]:
+        old = [cb for cb in registry if id(cb) in self._defaults]
+        staying = [cb for cb in self._every() if cb not in old]
+        for index, cb in enumerate(new):  # refuse before changing anything
+            self._check_registrable(cb, [*staying, *new[:index]])
+        for cb in old:
             self._forget(registry, cb)
         for cb in new:
             self._register(registry, cb, default=True)
@@ -135,17 +139,7 @@ class CallbackManager:
         default: bool,
         every: int | None = None,
     ) -> None:
-        check_hooks(cb)
-        everything = [*self.callbacks, *self.async_callbacks]
-        if any(existing is cb for existing in everything):
-            raise ValueError(f"callback {cb!r} is already registered")
-        clash = next((other for other in everything if other.state_key == cb.state_key), None)
-        if clash is not None:
-            raise ValueError(
-                f"callback {cb!r} has the same state key {cb.state_key!r} as {clash!r}; give "
-                "one of them its own key (state_key='...' in its constructor) so each one's "
-                "state is restored to it"
-            )
+        self._check_registrable(cb, self._every())
         if every is not None:
             cb.schedule = EveryNSteps(every)
         if cb.schedule is not None:
@@ -156,6 +150,20 @@ class CallbackManager:
         if default:
             self._defaults.add(id(cb))
         self._claim_state(cb)
+
+    @staticmethod
+    def _check_registrable(cb: _CallbackBase, registered: list[_CallbackBase]) -> None:
+        """Refuse unknown hooks, a second registration, and a state key already taken."""
+        check_hooks(cb)
+        if any(existing is cb for existing in registered):
+            raise ValueError(f"callback {cb!r} is already registered")
+        clash = next((other for other in registered if other.state_key == cb.state_key), None)
+        if clash is not None:
+            raise ValueError(
+                f"callback {cb!r} has the same state key {cb.state_key!r} as {clash!r}; give "
+                "one of them its own key (state_key='...' in its constructor) so each one's "
+                "state is restored to it"
+            )
 
     def add_callback(self, callback: Callback, *, every: int | None = None) -> None:
         """Register a sync callback; `every`: run its `on_step_end` every that many steps."""
@@ -250,6 +258,9 @@ class CallbackManager:
             outcome = getattr(cb, hook)(trainer)
         except Exception as exc:
             outcome = exc
+        if outcome is None:  # the common case, kept cheap
+            self.failures.succeeded(cb)
+            return None
         return self._outcome(cb, hook, trainer, outcome)
 
     async def _call_all_async(
@@ -269,10 +280,14 @@ class CallbackManager:
         self,
         trainer: TrainerView,
         reports: list[tuple[_CallbackBase, Mapping[str, float] | None]],
+        *,
+        end: bool = False,
     ) -> Metrics:
         """Record what the hooks returned (see `StepMetrics`); returns what was recorded."""
-        named = [(cb.name, metrics) for cb, metrics in reports]
-        merged = self._metrics.merge(trainer.global_timestep, named)
+        named = [(cb.name, metrics) for cb, metrics in reports if metrics]
+        if not named:
+            return {}
+        merged = self._metrics.merge(trainer.global_timestep, named, end=end)
         if merged:
             trainer.record_metrics(merged)
         return merged
@@ -296,7 +311,7 @@ class CallbackManager:
 
         Scheduled callbacks that are not due are not called at all.
         """
-        plan = self._plan()
+        plan = self._plan() if self._dirty else self._dispatch
         callbacks = plan.step_hooks(trainer.global_timestep, is_async=False)
         pollers = plan.pollers(is_async=False)
         if not callbacks and not pollers:
@@ -312,7 +327,7 @@ class CallbackManager:
         A coroutine: `await manager.execute_step_callbacks_async(trainer)` in the caller's event
         loop. Returns the metrics recorded (`{}` when none were reported).
         """
-        plan = self._plan()
+        plan = self._plan() if self._dirty else self._dispatch
         callbacks = plan.step_hooks(trainer.global_timestep, is_async=True)
         pollers = plan.pollers(is_async=True)
         if not callbacks and not pollers:
@@ -357,7 +372,7 @@ class CallbackManager:
         calls = [(cb, "on_train_end_async") for cb in self.async_callbacks if self._enabled(cb)]
         if not calls:
             return {}
-        return self._record(trainer, await self._call_all_async(calls, trainer))
+        return self._record(trainer, await self._call_all_async(calls, trainer), end=True)
 
     def on_train_end(self, trainer: TrainerView) -> None:
         """Training finished normally: every sync callback's `on_train_end`, checkpoints last
@@ -366,7 +381,8 @@ class CallbackManager:
             (cb for cb in self.callbacks if self._enabled(cb)),
             key=lambda cb: isinstance(cb, CheckpointCallback),
         )
-        self._record(trainer, [(cb, self._call(cb, "on_train_end", trainer)) for cb in ordered])
+        reports = [(cb, self._call(cb, "on_train_end", trainer)) for cb in ordered]
+        self._record(trainer, reports, end=True)
 
     def on_exception(self, trainer: TrainerView, exc: BaseException) -> None:
         """Tell every callback that training is stopping (checkpoints last); never raises."""

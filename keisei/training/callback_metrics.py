@@ -1,8 +1,9 @@
 """Metrics returned by callback hooks, merged per step.
 
-Keys are namespaced by the callbacks (`evaluation/win_rate`). Within one step a key reported a
-second time (by another callback, or by the same one from two hooks) keeps its first value; the
-collision is logged once per pair of reporters, naming both.
+Keys are namespaced by the callbacks (`evaluation/win_rate`). Within one report round (the end of
+an epoch, sync and async dispatch together; or the end of training, a round of its own even at
+the same step) a key reported a second time, by another callback or by the same one from two
+hooks, keeps its first value; the collision is logged once per pair of reporters, naming both.
 """
 
 from __future__ import annotations
@@ -14,18 +15,22 @@ from keisei.training.callback_base import Metrics
 
 
 class StepMetrics:
-    """Merges the reports of one step's hooks, across the sync and async dispatches."""
+    """Merges the reports of one round's hooks, across the sync and async dispatches."""
 
     def __init__(self, logger: logging.Logger) -> None:
         self.logger = logger
-        self._step: int | None = None
+        self._round: tuple[int, str] | None = None
         self._owners: dict[str, str] = {}
         self._logged: set[tuple[str, str, str]] = set()
 
-    def merge(self, step: int, reports: list[tuple[str, Mapping[str, float] | None]]) -> Metrics:
-        """The new metrics in `reports` ((reporter, metrics) pairs, in dispatch order)."""
-        if step != self._step:
-            self._step, self._owners = step, {}
+    def merge(
+        self, step: int, reports: list[tuple[str, Mapping[str, float] | None]], *, end: bool = False
+    ) -> Metrics:
+        """The new metrics in `reports` ((reporter, metrics) pairs, in dispatch order) at `step`;
+        `end`: reported by the end-of-training hooks."""
+        round_ = (step, "end" if end else "epoch")
+        if round_ != self._round:
+            self._round, self._owners = round_, {}
         merged: Metrics = {}
         for reporter, metrics in reports:
             for key, value in (metrics or {}).items():

@@ -299,6 +299,11 @@ class AsyncEvaluationCallback(AsyncCallback):
     def _take_result(
         self, trainer: TrainerView, step: int, future: Future[EvaluationResult]
     ) -> Metrics:
+        if future.cancelled():
+            trainer.logger.warning(
+                "%s: the evaluation of step %d was cancelled elsewhere", self.name, step
+            )
+            return {}
         exc = future.exception()
         if exc is not None:
             self.failed += 1
@@ -346,7 +351,7 @@ class AsyncEvaluationCallback(AsyncCallback):
         self._launch_ready(trainer)
         if self.pending or self._evaluations.waiting:
             trainer.logger.info(
-                "%s: waiting up to %.0f s for evaluations of steps %s",
+                "%s: waiting up to %g s for evaluations of steps %s",
                 self.name,
                 self.shutdown_timeout_s,
                 sorted(self.running_steps + self.waiting_steps),
@@ -358,27 +363,36 @@ class AsyncEvaluationCallback(AsyncCallback):
             )
             reports += self._collect(trainer, limit=None)
             self._launch_ready(trainer)
-        self._cancel_pending(trainer.logger, f"still running after {self.shutdown_timeout_s:g} s")
-        for step in self._evaluations.waiting:
-            trainer.logger.warning("%s: the evaluation of step %d never started", self.name, step)
-        self._evaluations.waiting.clear()
+        self._stop_running(trainer.logger, f"still running after {self.shutdown_timeout_s:g} s")
+        for step in self._evaluations.waiting:  # kept in the state for a resume
+            trainer.logger.warning(
+                "%s: the evaluation of step %d did not finish; it runs if this run is resumed",
+                self.name,
+                step,
+            )
         merged: Metrics = {}
         for report in reports:  # the newest result's values win; every summary was logged
             merged.update(report)
         return merged or None
 
-    def _cancel_pending(self, logger: logging.Logger, why: str) -> None:
+    def _stop_running(self, logger: logging.Logger, why: str) -> None:
+        """Cancel running evaluations; their steps wait again (in the state, for a resume)."""
         for step, future in self.pending:
-            future.cancel()
-            logger.warning("%s: cancelled the evaluation of step %d: %s", self.name, step, why)
+            if future.cancel():
+                logger.warning("%s: cancelled the evaluation of step %d: %s", self.name, step, why)
+            else:
+                logger.warning(
+                    "%s: the evaluation of step %d could not be cancelled (%s); its result will "
+                    "not be reported",
+                    self.name,
+                    step,
+                    why,
+                )
+            self._evaluations.add(step)
         self.pending.clear()
 
     def on_exception(self, trainer: TrainerView, exc: BaseException) -> None:
-        for step, future in self.pending:  # kept in the state: a resume runs them again
-            future.cancel()
-            trainer.logger.warning(
-                "%s: cancelled the evaluation of step %d: training stopped", self.name, step
-            )
+        self._stop_running(trainer.logger, "training stopped")
 
     def close(self) -> None:
         for _, future in self.pending:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -96,7 +97,12 @@ class DueQueue:
     """
 
     def __init__(self) -> None:
-        self._heap: list[tuple[int, int, EveryNSteps, Any]] = []
+        # (next due step, order, entry number, schedule, item): the entry number breaks ties
+        # between equal orders (a sync and an async callback), so schedules are never compared.
+        self._heap: list[tuple[int, int, int, EveryNSteps, Any]] = []
+        self.earliest: float = math.inf
+        """The step at which the first entry falls due (inf when empty): below it nothing is due,
+        so a caller can skip `pop_due` altogether."""
 
     @staticmethod
     def _next_due(schedule: EveryNSteps) -> int:
@@ -104,8 +110,12 @@ class DueQueue:
 
     def rebuild(self, entries: list[tuple[int, EveryNSteps, Any]]) -> None:
         """Replace the contents with (order, schedule, item) entries."""
-        self._heap = [(self._next_due(s), order, s, item) for order, s, item in entries]
+        self._heap = [
+            (self._next_due(schedule), order, number, schedule, item)
+            for number, (order, schedule, item) in enumerate(entries)
+        ]
         heapq.heapify(self._heap)
+        self.earliest = self._heap[0][0] if self._heap else math.inf
 
     def pop_due(self, step: int, accept: Callable[[Any], bool]) -> list[tuple[int, Any]]:
         """The (order, item) pairs due at `step` with `accept(item)`; their schedules record that
@@ -116,10 +126,11 @@ class DueQueue:
         fired, other = [], []
         while heap and heap[0][0] <= step:
             entry = heapq.heappop(heap)
-            (fired if accept(entry[3]) else other).append(entry)
+            (fired if accept(entry[4]) else other).append(entry)
         for entry in other:
             heapq.heappush(heap, entry)
-        for _, order, schedule, item in fired:
+        for _, order, number, schedule, item in fired:
             schedule.due(step)
-            heapq.heappush(heap, (self._next_due(schedule), order, schedule, item))
-        return [(order, item) for _, order, _, item in fired]
+            heapq.heappush(heap, (self._next_due(schedule), order, number, schedule, item))
+        self.earliest = heap[0][0] if heap else math.inf
+        return [(order, item) for _, order, _, _, item in fired]

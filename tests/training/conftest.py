@@ -1,28 +1,35 @@
+"""Fixtures for driving a `CallbackManager` by hand: a config with overrides, managers built from
+it, real views (`tests.support.view.View`) and real evaluators; all closed at teardown."""
+
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from keisei.config import Config, load_config
 from keisei.training.callback_manager import CallbackManager
-from tests.support.mini_trainer import MiniTrainer, ProcessEvaluator
+from tests.support.view import ProcessEvaluator, View
+
+BASE_OVERRIDES = [
+    "evaluation.enable_periodic_evaluation=false",
+    "evaluation.async_mode=false",
+    "env.num_envs=1",
+    "ppo.minibatch_size=1",
+    "training.steps_per_epoch=100",
+    "training.checkpoint_interval_timesteps=300",
+    "evaluation.evaluation_interval_timesteps=200",
+    "evaluation.async_shutdown_timeout_s=120",
+]
 
 
 @pytest.fixture
 def make_config() -> Callable[..., Config]:
+    """`make_config("section.key=value", ...)`: the test base config with these overrides."""
+
     def make(*overrides: str) -> Config:
-        base = [
-            "evaluation.enable_periodic_evaluation=false",
-            "evaluation.async_mode=false",
-            "env.num_envs=1",
-            "ppo.minibatch_size=1",
-            "training.steps_per_epoch=100",
-            "training.checkpoint_interval_timesteps=300",
-            "evaluation.evaluation_interval_timesteps=200",
-        ]
-        return load_config(overrides=[*base, *overrides])
+        return load_config(overrides=[*BASE_OVERRIDES, *overrides])
 
     return make
 
@@ -30,30 +37,57 @@ def make_config() -> Callable[..., Config]:
 @pytest.fixture
 def make_manager(
     tmp_path: Path, make_config: Callable[..., Config]
-) -> Callable[..., CallbackManager]:
-    def make(*overrides: str) -> CallbackManager:
-        return CallbackManager(make_config(*overrides), tmp_path)
+) -> Iterator[Callable[..., CallbackManager]]:
+    """`make_manager(*overrides)`: a manager with no callbacks yet; closed at teardown."""
+    created: list[CallbackManager] = []
 
-    return make
+    def make(*overrides: str) -> CallbackManager:
+        manager = CallbackManager(make_config(*overrides), tmp_path)
+        created.append(manager)
+        return manager
+
+    yield make
+    for manager in created:
+        manager.close()
 
 
 @pytest.fixture
-def make_trainer(tmp_path: Path) -> Callable[..., MiniTrainer]:
-    created: list[MiniTrainer] = []
+def make_evaluator() -> Iterator[Callable[..., ProcessEvaluator]]:
+    """`make_evaluator(games=4, delay_s=0.0)`: a real evaluator; its workers stop at teardown."""
+    created: list[ProcessEvaluator] = []
 
-    def make(manager: CallbackManager, evaluator: ProcessEvaluator | None = None) -> MiniTrainer:
-        trainer = MiniTrainer(
-            run_dir=tmp_path / f"run{len(created)}",
-            manager=manager,
-            steps_per_epoch=manager.config.training.steps_per_epoch,
-            evaluator=evaluator,
-        )
-        created.append(trainer)
-        return trainer
+    def make(games: int = 4, delay_s: float = 0.0) -> ProcessEvaluator:
+        evaluator = ProcessEvaluator(games=games, delay_s=delay_s)
+        created.append(evaluator)
+        return evaluator
 
     yield make
-    for trainer in created:
-        if trainer.evaluator is not None:
-            trainer.evaluator.close()
-        trainer.manager.close()
-        trainer.metrics.close()
+    for evaluator in created:
+        evaluator.close()
+
+
+@pytest.fixture
+def make_view(tmp_path: Path) -> Iterator[Callable[..., View]]:
+    """`make_view(manager, evaluator, run_dir=...)`: a real view in its own run directory (or in
+    `run_dir`, e.g. to resume a run); its store and metric sinks are closed at teardown."""
+    created: list[View] = []
+
+    def make(
+        manager: CallbackManager | None = None,
+        evaluator: ProcessEvaluator | None = None,
+        *,
+        run_dir: Path | None = None,
+        step: int = 0,
+    ) -> View:
+        view = View(
+            run_dir=run_dir or tmp_path / f"run{len(created)}",
+            manager=manager,
+            evaluator=evaluator,
+            global_timestep=step,
+        )
+        created.append(view)
+        return view
+
+    yield make
+    for view in created:
+        view.close()

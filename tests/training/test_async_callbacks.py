@@ -1,132 +1,268 @@
-"""Async dispatch and background evaluation: never skipped, never blocking, results come later."""
+"""Async dispatch and background evaluation of committed checkpoints.
+
+Async dispatch is a coroutine awaited in the caller's event loop; the trainer reaches it through a
+`BackgroundEventLoop`. Background evaluation rates the checkpoint written at the step it was due,
+in a spawned worker process (`tests.support.view.ProcessEvaluator`), and reports on a later
+dispatch, stamped with that step.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from keisei.checkpoint import read_evaluation
 from keisei.training.callback_manager import CallbackManager
-from keisei.training.callbacks import AsyncCallback, AsyncEvaluationCallback, TrainerView
-from tests.support.mini_trainer import MiniTrainer, ProcessEvaluator
+from keisei.training.callbacks import (
+    AsyncCallback,
+    AsyncEvaluationCallback,
+    CriticalCallbackError,
+    Metrics,
+    TrainerView,
+)
+from keisei.training.event_loop import BackgroundEventLoop
+from tests.support.view import ProcessEvaluator, View
 
 MakeManager = Callable[..., CallbackManager]
-MakeTrainer = Callable[..., MiniTrainer]
+MakeView = Callable[..., View]
+MakeEvaluator = Callable[..., ProcessEvaluator]
+
+WAIT_S = 120.0
+"""Upper bound for waiting on a worker process (a guard against hanging, not a measurement)."""
 
 
 class Reporter(AsyncCallback):
-    def __init__(self, metrics: dict[str, float] | None, name: str) -> None:
-        super().__init__(name=name)
+    def __init__(self, metrics: Metrics | None, name: str) -> None:
+        super().__init__(name=name, state_key=name)
         self.metrics = metrics
         self.calls = 0
 
-    async def on_step_end(self, trainer: TrainerView) -> dict[str, float] | None:
+    async def on_step_end_async(self, trainer: TrainerView) -> Metrics | None:
         self.calls += 1
         await asyncio.sleep(0)
         return self.metrics
 
 
-def test_async_dispatch_always_returns_a_dict(make_manager: MakeManager, make_trainer: MakeTrainer):
+def end_epoch(manager: CallbackManager, view: View, step: int) -> Metrics:
+    """What the trainer does at the end of the epoch that reached `step`; returns the async
+    dispatch's metrics."""
+    view.global_timestep = step
+    metrics = asyncio.run(manager.execute_step_callbacks_async(view))
+    manager.execute_step_callbacks(view)
+    return metrics
+
+
+def wait_for(futures: list[concurrent.futures.Future[Any]]) -> None:
+    done, not_done = concurrent.futures.wait(futures, timeout=WAIT_S)
+    assert not not_done, "the worker did not finish"
+
+
+def wait_until(predicate: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+# ------------------------------------------------------------------------- async dispatch
+
+
+def test_async_dispatch_is_awaited_in_the_callers_loop_and_returns_a_dict(
+    make_manager: MakeManager, make_view: MakeView
+):
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    class OriginalStyle(AsyncCallback):
+        """Written against the original API: only this coroutine, no annotations, no return."""
+
+        async def on_step_end_async(self, trainer):
+            loops.append(asyncio.get_running_loop())
+
     manager = make_manager()
-    trainer = make_trainer(manager)
-    assert manager.execute_step_callbacks_async(trainer) == {}
-    manager.add_async_callback(Reporter(None, "quiet"))
-    assert manager.execute_step_callbacks_async(trainer) == {}
+    view = make_view(manager)
+    original = OriginalStyle()
+
+    async def main() -> list[Metrics]:
+        results = [await manager.execute_step_callbacks_async(view)]  # nothing registered
+        manager.add_async_callback(original)
+        view.global_timestep = 100
+        results.append(await manager.execute_step_callbacks_async(view))
+        manager.add_async_callback(Reporter({"r/x": 1.5}, "reporter"))
+        view.global_timestep = 200
+        results.append(await manager.execute_step_callbacks_async(view))
+        assert loops == [asyncio.get_running_loop()] * 2  # ran in this very loop
+        return results
+
+    assert asyncio.run(main()) == [{}, {}, {"r/x": 1.5}]
+    assert [(r["step"], r["r/x"]) for r in view.metric_records()] == [(200, 1.5)]
+
+
+def test_the_trainers_bridge_works_from_plain_code_and_inside_a_running_loop(
+    make_manager: MakeManager, make_view: MakeView
+):
+    manager = make_manager()
+    reporter = Reporter({"r": 1.0}, "r")
+    manager.add_async_callback(reporter)
+    view = make_view(manager)
+    bridge = BackgroundEventLoop()
+    try:
+        view.global_timestep = 100
+        assert bridge.run(manager.execute_step_callbacks_async(view), timeout=WAIT_S) == {"r": 1.0}
+
+        async def notebook_cell() -> list[Metrics]:  # a caller that already runs a loop
+            outcomes = []
+            for step in (200, 300):
+                view.global_timestep = step
+                outcomes.append(
+                    bridge.run(manager.execute_step_callbacks_async(view), timeout=WAIT_S)
+                )
+            return outcomes
+
+        assert asyncio.run(notebook_cell()) == [{"r": 1.0}] * 2
+    finally:
+        bridge.close()
+    assert reporter.calls == 3
 
 
 def test_metrics_merge_in_registration_order_and_collisions_are_reported(
-    make_manager: MakeManager, make_trainer: MakeTrainer, caplog: pytest.LogCaptureFixture
+    make_manager: MakeManager, make_view: MakeView, caplog: pytest.LogCaptureFixture
 ):
     manager = make_manager()
     manager.add_async_callback(Reporter({"a/x": 1.0, "shared": 1.0}, "first"))
     manager.add_async_callback(Reporter({"b/y": 2.0, "shared": 2.0}, "second"))
-    trainer = make_trainer(manager)
+    view = make_view(manager)
     with caplog.at_level(logging.WARNING, logger="keisei"):
-        merged = manager.execute_step_callbacks_async(trainer)
+        merged = end_epoch(manager, view, 100)
     assert list(merged) == ["a/x", "shared", "b/y"]
     assert merged["shared"] == 1.0
-    assert any(
-        "'shared' reported by both first and second" in r.getMessage() for r in caplog.records
-    )
+    collisions = [r.getMessage() for r in caplog.records if "'shared'" in r.getMessage()]
+    assert len(collisions) == 1 and "by both first and second" in collisions[0]
 
 
-def test_async_callbacks_run_concurrently(make_manager: MakeManager, make_trainer: MakeTrainer):
+def test_async_callbacks_due_together_run_concurrently(
+    make_manager: MakeManager, make_view: MakeView
+):
     # The first waits for an event only the second sets: run one after the other, it times out.
-    event_holder: dict[str, asyncio.Event] = {}
+    events: dict[str, asyncio.Event] = {}
 
     class Waiter(AsyncCallback):
-        async def on_step_end(self, trainer: TrainerView) -> dict[str, float]:
-            event_holder.setdefault("e", asyncio.Event())
-            await asyncio.wait_for(event_holder["e"].wait(), timeout=5)
+        async def on_step_end_async(self, trainer: TrainerView) -> Metrics:
+            event = events.setdefault("e", asyncio.Event())
+            await asyncio.wait_for(event.wait(), timeout=WAIT_S)
             return {"waited": 1.0}
 
     class Setter(AsyncCallback):
-        async def on_step_end(self, trainer: TrainerView) -> dict[str, float]:
-            event_holder.setdefault("e", asyncio.Event()).set()
+        async def on_step_end_async(self, trainer: TrainerView) -> Metrics:
+            events.setdefault("e", asyncio.Event()).set()
             return {"set": 1.0}
 
     manager = make_manager()
     manager.add_async_callback(Waiter())
     manager.add_async_callback(Setter())
-    assert manager.execute_step_callbacks_async(make_trainer(manager)) == {
-        "waited": 1.0,
-        "set": 1.0,
-    }
+    assert end_epoch(manager, make_view(manager), 100) == {"waited": 1.0, "set": 1.0}
 
 
-def test_dispatch_works_inside_a_running_event_loop(
-    make_manager: MakeManager, make_trainer: MakeTrainer
+def test_poll_async_runs_every_epoch_before_the_step_hook_when_due(
+    make_manager: MakeManager, make_view: MakeView
 ):
-    # The original skipped async callbacks whenever an event loop was already running.
+    calls: list[tuple[str, int]] = []
+
+    class Watcher(AsyncCallback):
+        polls = True
+
+        async def poll_async(self, trainer: TrainerView) -> None:
+            calls.append(("poll", trainer.global_timestep))
+
+        async def on_step_end_async(self, trainer: TrainerView) -> None:
+            calls.append(("step", trainer.global_timestep))
+
     manager = make_manager()
-    reporter = Reporter({"r": 1.0}, "r")
-    manager.add_async_callback(reporter)
-    trainer = make_trainer(manager)
-
-    async def main() -> list[dict[str, float]]:
-        assert asyncio.get_running_loop().is_running()
-        return [manager.execute_step_callbacks_async(trainer) for _ in range(3)]
-
-    assert asyncio.run(main()) == [{"r": 1.0}] * 3
-    assert reporter.calls == 3
+    manager.add_async_callback(Watcher(), every=200)
+    view = make_view(manager)
+    manager.on_train_start(view)
+    for step in (100, 200, 300, 400):
+        end_epoch(manager, view, step)
+    assert calls == [
+        ("poll", 100),
+        ("poll", 200),
+        ("step", 200),
+        ("poll", 300),
+        ("poll", 400),
+        ("step", 400),
+    ]
 
 
 def test_a_bad_return_value_counts_as_a_failure(
-    make_manager: MakeManager, make_trainer: MakeTrainer, caplog: pytest.LogCaptureFixture
+    make_manager: MakeManager, make_view: MakeView, caplog: pytest.LogCaptureFixture
 ):
     class Bad(AsyncCallback):
-        async def on_step_end(self, trainer: TrainerView):  # type: ignore[override]
+        async def on_step_end_async(self, trainer: TrainerView):  # type: ignore[override]
             return [1, 2]
 
     manager = make_manager()
     bad = Bad()
     manager.add_async_callback(bad)
-    trainer = make_trainer(manager)
+    view = make_view(manager)
     with caplog.at_level(logging.ERROR, logger="keisei"):
-        assert manager.execute_step_callbacks_async(trainer) == {}
+        assert end_epoch(manager, view, 100) == {}
     assert manager.health(bad).errors == 1
-    assert "expected a dict of metrics" in caplog.text
+    assert "Bad.on_step_end_async returned list, expected a dict of metrics" in caplog.text
+    assert [r["callbacks/errors/Bad"] for r in view.metric_records()] == [1.0]
 
 
-def test_critical_async_failure_is_reraised(make_manager: MakeManager, make_trainer: MakeTrainer):
+def test_a_best_effort_async_failure_does_not_stop_the_others(
+    make_manager: MakeManager, make_view: MakeView
+):
     class Crash(AsyncCallback):
-        async def on_step_end(self, trainer: TrainerView) -> None:
+        async def on_step_end_async(self, trainer: TrainerView) -> None:
             raise RuntimeError("async crash")
 
     manager = make_manager()
+    crash = Crash()
+    manager.add_async_callback(crash)
+    manager.add_async_callback(Reporter({"ok": 1.0}, "ok"))
+    view = make_view(manager)
+    assert end_epoch(manager, view, 100) == {"ok": 1.0}
+    assert manager.health(crash).errors == 1
+
+
+def test_critical_async_failure_raises_critical_callback_error_from_the_original(
+    make_manager: MakeManager, make_view: MakeView
+):
+    closed: list[str] = []
+
+    class Crash(AsyncCallback):
+        async def on_step_end_async(self, trainer: TrainerView) -> None:
+            raise RuntimeError("async crash")
+
+        def on_exception(self, trainer: TrainerView, exc: BaseException) -> None:
+            closed.append("on_exception")
+
+        def close(self) -> None:
+            closed.append("close")
+
+    manager = make_manager()
     manager.add_async_callback(Crash(critical=True))
-    with pytest.raises(RuntimeError, match="async crash"):
-        make_trainer(manager).run(epochs=2)
+    view = make_view(manager)
+    with pytest.raises(CriticalCallbackError, match="critical callback Crash failed") as raised:
+        end_epoch(manager, view, 100)
+    assert isinstance(raised.value.__cause__, RuntimeError)
+    assert str(raised.value.__cause__) == "async crash"
+    assert closed == []  # teardown is the trainer's
 
 
 # ------------------------------------------------------------------ background evaluation
 
 
-def _async_eval_manager(make_manager: MakeManager, *extra: str) -> CallbackManager:
+def async_evaluation(make_manager: MakeManager, *extra: str) -> CallbackManager:
+    """A manager with the default callbacks in background-evaluation mode."""
     manager = make_manager(
         "evaluation.enable_periodic_evaluation=true", "evaluation.async_mode=true", *extra
     )
@@ -135,123 +271,197 @@ def _async_eval_manager(make_manager: MakeManager, *extra: str) -> CallbackManag
     return manager
 
 
-def _wait_until(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
-
-
-def test_background_evaluation_runs_in_another_process_and_reports_later(
-    make_manager: MakeManager, make_trainer: MakeTrainer
-):
-    manager = _async_eval_manager(make_manager)
-    callback = manager.get_async_callbacks()[0]
+def the_callback(manager: CallbackManager) -> AsyncEvaluationCallback:
+    (callback,) = manager.get_async_callbacks()
     assert isinstance(callback, AsyncEvaluationCallback)
-    trainer = make_trainer(manager, ProcessEvaluator(games=6))
-    manager.on_train_start(trainer)
-    trainer.train_epoch()  # step 100
-    assert manager.execute_step_callbacks_async(trainer) == {}
-    trainer.train_epoch()  # step 200: evaluation starts, the call returns at once
-    assert manager.execute_step_callbacks_async(trainer) == {}
+    return callback
+
+
+def test_background_evaluation_rates_the_checkpoint_of_its_step_in_another_process_later(
+    make_manager: MakeManager, make_view: MakeView, make_evaluator: MakeEvaluator
+):
+    manager = async_evaluation(make_manager)  # evaluation every 200, checkpoints every 300
+    callback = the_callback(manager)
+    evaluator = make_evaluator(games=6)
+    view = make_view(manager, evaluator)
+    manager.on_train_start(view)
+    assert end_epoch(manager, view, 100) == {}
+    assert end_epoch(manager, view, 200) == {}  # due: waits for the checkpoint of step 200
+    assert callback.waiting_steps == [200] and view.saved_steps() == [200]
+    assert end_epoch(manager, view, 300) == {}  # committed: starts, the call returns at once
     assert callback.running_steps == [200]
-    _wait_until(lambda: callback.pending[0][1].done())
-    trainer.train_epoch()  # step 300: the result arrives, stamped with step 200's weights
-    metrics = manager.execute_step_callbacks_async(trainer)
+    assert [(kind, step, path) for kind, step, path in evaluator.calls] == [
+        ("async", 200, view.checkpoint_path(200))
+    ]
+    wait_for([future for _, future in callback.pending])
+    metrics = end_epoch(manager, view, 400)  # the result arrives, stamped with step 200
     assert metrics["evaluation/step"] == 200.0
     assert metrics["evaluation/total_games"] == 6.0
+    recorded = [r for r in view.metric_records() if "evaluation/step" in r]
+    assert [(r["step"], r["evaluation/step"]) for r in recorded] == [(400, 200.0)]
+    stored = read_evaluation(view.checkpoint_path(200))
+    assert stored is not None and stored["evaluation/win_rate"] == metrics["evaluation/win_rate"]
     assert callback.last_result is not None
     assert callback.last_result.worker_pid not in (None, os.getpid())
     assert callback.elo_snapshot is not None
 
 
-def test_skip_policy_drops_triggers_while_an_evaluation_runs(
-    make_manager: MakeManager, make_trainer: MakeTrainer, caplog: pytest.LogCaptureFixture
+def test_skip_policy_drops_triggers_while_an_evaluation_waits_or_runs(
+    make_manager: MakeManager,
+    make_view: MakeView,
+    make_evaluator: MakeEvaluator,
+    caplog: pytest.LogCaptureFixture,
 ):
-    manager = _async_eval_manager(make_manager, "evaluation.evaluation_interval_timesteps=100")
-    callback = manager.get_async_callbacks()[0]
-    evaluator = ProcessEvaluator(delay_s=30.0)
-    trainer = make_trainer(manager, evaluator)
-    manager.on_train_start(trainer)
+    manager = async_evaluation(make_manager, "evaluation.evaluation_interval_timesteps=100")
+    callback = the_callback(manager)
+    view = make_view(manager, make_evaluator(delay_s=600.0))
+    manager.on_train_start(view)
     with caplog.at_level(logging.WARNING, logger="keisei"):
-        for _ in range(3):
-            trainer.train_epoch()
-            metrics = manager.execute_step_callbacks_async(trainer)
+        metrics = [end_epoch(manager, view, step) for step in (100, 200, 300)]
     assert callback.running_steps == [100]
     assert callback.skipped == 2
-    assert metrics == {"evaluation/skipped": 2.0}
+    assert metrics == [{}, {"evaluation/skipped": 1.0}, {"evaluation/skipped": 2.0}]
     assert "evaluation due at step 300 skipped (policy skip)" in caplog.text
+    assert callback.state_dict()["waiting"] == [100]
 
 
-def test_queue_policy_keeps_a_bounded_queue(make_manager: MakeManager, make_trainer: MakeTrainer):
-    manager = _async_eval_manager(
+def test_queue_policy_keeps_a_bounded_queue(
+    make_manager: MakeManager, make_view: MakeView, make_evaluator: MakeEvaluator
+):
+    manager = async_evaluation(
         make_manager,
         "evaluation.evaluation_interval_timesteps=100",
         "evaluation.async_policy=queue",
         "evaluation.async_queue_size=2",
     )
-    callback = manager.get_async_callbacks()[0]
-    trainer = make_trainer(manager, ProcessEvaluator(delay_s=30.0))
-    manager.on_train_start(trainer)
-    for _ in range(5):
-        trainer.train_epoch()
-        manager.execute_step_callbacks_async(trainer)
-    assert callback.running_steps == [100, 200, 300]
-    assert callback.skipped == 2
+    callback = the_callback(manager)
+    view = make_view(manager, make_evaluator(delay_s=600.0))
+    manager.on_train_start(view)
+    for step in (100, 200, 300, 400, 500):
+        end_epoch(manager, view, step)
+    assert callback.running_steps == [100, 200, 300]  # one running, two queued behind it
+    assert callback.skipped == 2  # 400 and 500
+    assert callback.state_dict()["waiting"] == [100, 200, 300]
 
 
 def test_shutdown_waits_for_running_work_within_the_limit(
-    make_manager: MakeManager, make_trainer: MakeTrainer
+    make_manager: MakeManager, make_view: MakeView, make_evaluator: MakeEvaluator
 ):
-    manager = _async_eval_manager(make_manager)
-    trainer = make_trainer(manager, ProcessEvaluator(delay_s=0.5))
-    trainer.run(epochs=2)  # the evaluation of step 200 starts in the last epoch
-    finals = [r for r in trainer.metric_records() if "evaluation/step" in r]
+    manager = async_evaluation(make_manager)
+    view = make_view(manager, make_evaluator(delay_s=0.5))
+    manager.on_train_start(view)
+    end_epoch(manager, view, 100)
+    end_epoch(manager, view, 200)  # due at the last step: it starts at the end of training
+    final = asyncio.run(manager.on_train_end_async(view))
+    manager.on_train_end(view)
+    assert final["evaluation/step"] == 200.0
+    finals = [r for r in view.metric_records() if "evaluation/step" in r]
     assert [(r["step"], r["evaluation/step"]) for r in finals] == [(200, 200.0)]
+    assert read_evaluation(view.checkpoint_path(200)) is not None
 
 
 def test_shutdown_cancels_work_past_the_limit_and_says_so(
-    make_manager: MakeManager, make_trainer: MakeTrainer, caplog: pytest.LogCaptureFixture
+    make_manager: MakeManager,
+    make_view: MakeView,
+    make_evaluator: MakeEvaluator,
+    caplog: pytest.LogCaptureFixture,
 ):
-    manager = _async_eval_manager(make_manager, "evaluation.async_shutdown_timeout_s=0.2")
-    callback = manager.get_async_callbacks()[0]
-    trainer = make_trainer(manager, ProcessEvaluator(delay_s=30.0))
-    started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="keisei"):
-        trainer.run(epochs=2)
-    assert time.monotonic() - started < 25  # did not wait for the 30 s evaluation
+    manager = async_evaluation(make_manager, "evaluation.async_shutdown_timeout_s=0.5")
+    callback = the_callback(manager)
+    evaluator = make_evaluator(delay_s=600.0)
+    view = make_view(manager, evaluator)
+    manager.on_train_start(view)
+    for step in (100, 200, 300):
+        end_epoch(manager, view, step)
+    (future,) = [future for _, future in callback.pending]
+    wait_until(lambda: bool(evaluator.live_workers()))  # the worker is up and has the job
+    with caplog.at_level(logging.INFO, logger="keisei"):
+        assert asyncio.run(manager.on_train_end_async(view)) == {}
+    assert future.cancelled()
+    assert evaluator.stopped == [200]  # its worker process was stopped, not left running
     assert callback.pending == []
-    assert "cancelled the evaluation of step 200: still running after 0.2 s" in caplog.text
-
-
-def test_an_evaluation_running_at_checkpoint_time_is_rerun_after_resume(
-    make_manager: MakeManager, make_trainer: MakeTrainer
-):
-    manager = _async_eval_manager(make_manager, "training.checkpoint_interval_timesteps=200")
-    trainer = make_trainer(manager, ProcessEvaluator(delay_s=30.0))
-    manager.on_train_start(trainer)
-    for _ in range(2):
-        trainer.train_epoch()
-        manager.execute_step_callbacks_async(trainer)
-        manager.execute_step_callbacks(trainer)
-    _, manifest = trainer.checkpoint_saver.load(trainer.run_dir / "checkpoints" / "step_000000200")
-    assert manifest["callbacks"]["async_callbacks"]["AsyncEvaluationCallback"]["state"][
-        "running_steps"
-    ] == [200]
-    manager.close()
-
-    resumed_manager = _async_eval_manager(
-        make_manager, "training.checkpoint_interval_timesteps=200"
+    assert "cancelled the evaluation of step 200: still running after 0.5 s" in caplog.text
+    assert "waiting up to 0.5 s" in caplog.text
+    assert read_evaluation(view.checkpoint_path(200)) is None
+    # Not forgotten: the final checkpoint's state keeps it, so extending the run rates it.
+    assert callback.state_dict()["waiting"] == [200]
+    assert "the evaluation of step 200 did not finish; it runs if this run is resumed" in (
+        caplog.text
     )
-    resumed_manager.load_state_dict(manifest["callbacks"])
-    resumed = make_trainer(resumed_manager, ProcessEvaluator())
-    resumed.global_timestep = 200
-    resumed_manager.on_train_start(resumed)
-    callback = resumed_manager.get_async_callbacks()[0]
-    assert callback.running_steps == [200]
-    _wait_until(lambda: callback.pending[0][1].done())
-    resumed.train_epoch()
-    metrics = resumed_manager.execute_step_callbacks_async(resumed)
-    assert metrics["evaluation/step"] == 200.0
-    assert callback.running_steps == []  # step 300 is not an evaluation step
+
+
+def test_waiting_and_running_evaluations_run_again_after_a_restore(
+    make_manager: MakeManager,
+    make_view: MakeView,
+    make_evaluator: MakeEvaluator,
+    caplog: pytest.LogCaptureFixture,
+):
+    overrides = (
+        "training.checkpoint_interval_timesteps=400",
+        "evaluation.async_policy=queue",
+        "evaluation.async_queue_size=2",
+    )
+    manager = async_evaluation(make_manager, *overrides)
+    callback = the_callback(manager)
+    first = make_view(manager, make_evaluator(delay_s=600.0))
+    manager.on_train_start(first)
+    for step in (100, 200, 300, 400):
+        end_epoch(manager, first, step)
+    # The checkpoint of step 400 was written while 200 was running and 400 waiting.
+    assert (callback.running_steps, callback.waiting_steps) == ([200], [400])
+    saved = first.load(400).callback_state
+    assert saved["callbacks"]["AsyncEvaluationCallback"]["state"]["waiting"] == [200, 400]
+    # Training fails: the trainer's teardown cancels the running evaluation.
+    manager.on_exception(first, RuntimeError("crash"))
+    manager.close()
+    first.close()
+    assert read_evaluation(first.checkpoint_path(200)) is None
+
+    resumed = async_evaluation(make_manager, *overrides)
+    resumed.load_state_dict(saved)
+    evaluator = make_evaluator()
+    second = make_view(resumed, evaluator, run_dir=first.run_dir, step=400)
+    callback = the_callback(resumed)
+    with caplog.at_level(logging.INFO, logger="keisei"):
+        resumed.on_train_start(second)
+    assert "evaluations of steps [200, 400] had not finished" in caplog.text
+    end_epoch(resumed, second, 500)  # both checkpoints are committed: both start
+    assert [(step, path) for _, step, path in evaluator.calls] == [
+        (200, first.checkpoint_path(200)),
+        (400, first.checkpoint_path(400)),
+    ]
+    wait_for([future for _, future in callback.pending])
+    reported = [end_epoch(resumed, second, step) for step in (600, 700)]  # one result per epoch
+    assert [m["evaluation/step"] for m in reported] == [200.0, 400.0]
+    for step in (200, 400):
+        stored = read_evaluation(second.checkpoint_path(step))
+        assert stored is not None and stored["evaluation/step"] == float(step)
+
+
+def test_a_checkpoint_already_evaluated_is_not_evaluated_again_after_a_restore(
+    make_manager: MakeManager,
+    make_view: MakeView,
+    make_evaluator: MakeEvaluator,
+    caplog: pytest.LogCaptureFixture,
+):
+    manager = async_evaluation(make_manager)
+    first = make_view(manager)
+    manager.on_train_start(first)
+    end_epoch(manager, first, 100)
+    end_epoch(manager, first, 200)  # checkpoint 200 is written with 200 waiting in its state
+    saved = first.load(200).callback_state
+    manager.close()
+    first.close()
+    # The evaluation finished after the checkpoint was written (its result is on disk).
+    make_evaluator().evaluate_checkpoint(first.checkpoint_path(200), 200)
+
+    resumed = async_evaluation(make_manager)
+    resumed.load_state_dict(saved)
+    evaluator = make_evaluator()
+    second = make_view(resumed, evaluator, run_dir=first.run_dir, step=200)
+    resumed.on_train_start(second)
+    with caplog.at_level(logging.INFO, logger="keisei"):
+        assert end_epoch(resumed, second, 300) == {}
+    assert evaluator.calls == []
+    assert "step_000000200 is already evaluated" in caplog.text
+    assert the_callback(resumed).state_dict()["waiting"] == []
