@@ -38,13 +38,14 @@ class DispatchPlan:
         self._pollers: dict[bool, tuple[_CallbackBase, ...]] = {False: (), True: ()}
         self._checkpointers: list[tuple[int, _CallbackBase]] = []
         self._checkpoint_wanted_at: int | None = None
+        self._any_needs_checkpoint = False
 
     def rebuild(self, registries: Sequence[Sequence[_CallbackBase]]) -> None:
         """Index the callbacks of each registry (already filtered to the enabled ones)."""
         every_epoch: dict[bool, list[tuple[int, _CallbackBase]]] = {False: [], True: []}
         pollers: dict[bool, list[_CallbackBase]] = {False: [], True: []}
         self._checkpointers = []
-        scheduled: list[tuple[int, EveryNSteps, _CallbackBase]] = []
+        scheduled: list[tuple[int, bool, EveryNSteps, _CallbackBase]] = []
         for registry in registries:
             count = len(registry)
             for index, cb in enumerate(registry):
@@ -58,7 +59,8 @@ class DispatchPlan:
                 if cb.schedule is None:
                     every_epoch[kind].append((rank, cb))
                 else:
-                    scheduled.append((rank, cb.schedule, cb))
+                    scheduled.append((rank, kind, cb.schedule, cb))
+        self._any_needs_checkpoint = any(cb.needs_checkpoint for _, _, _, cb in scheduled)
         self._every_epoch = every_epoch
         self._pollers = {kind: tuple(cbs) for kind, cbs in pollers.items()}
         self._due.rebuild(scheduled)
@@ -66,9 +68,9 @@ class DispatchPlan:
     def pollers(self, *, is_async: bool) -> tuple[_CallbackBase, ...]:
         return self._pollers[is_async]
 
-    def step_hooks(self, step: int, *, is_async: bool) -> list[_CallbackBase]:
-        """The callbacks of one kind whose step hook runs at `step`, in order; their schedules
-        record that they fired."""
+    def step_hooks(self, step: int, *, is_async: bool) -> list[tuple[int, _CallbackBase]]:
+        """(rank, callback) for the callbacks of one kind whose step hook runs at `step`, in
+        order; their schedules record that they fired."""
         every_epoch = self._every_epoch[is_async]
         if (
             step < self._due.earliest
@@ -76,13 +78,14 @@ class DispatchPlan:
             and (is_async or self._checkpoint_wanted_at != step)
         ):
             return []  # the usual epoch end: nothing due, nothing to order
-        due = self._due.pop_due(step, _is_async if is_async else _is_sync)
-        if any(cb.needs_checkpoint for _, cb in due):
+        calls = self._due.pop_due(step, is_async)
+        if self._any_needs_checkpoint and any(cb.needs_checkpoint for _, cb in calls):
             self._checkpoint_wanted_at = step
-        calls = due + every_epoch
-        with_checkpoints = not is_async and self._checkpoint_wanted_at == step  # they are sync
-        if with_checkpoints:
+        if every_epoch:
+            calls += every_epoch
+        if not is_async and self._checkpoint_wanted_at == step:  # checkpoints are sync
             listed = {id(cb) for _, cb in calls}
             calls += [(rank, cb) for rank, cb in self._checkpointers if id(cb) not in listed]
-        calls.sort(key=_rank)
-        return [cb for _, cb in calls]
+        if len(calls) > 1:
+            calls.sort(key=_rank)
+        return calls

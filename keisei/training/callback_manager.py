@@ -312,13 +312,19 @@ class CallbackManager:
         Scheduled callbacks that are not due are not called at all.
         """
         plan = self._plan() if self._dirty else self._dispatch
-        callbacks = plan.step_hooks(trainer.global_timestep, is_async=False)
+        calls = plan.step_hooks(trainer.global_timestep, is_async=False)
         pollers = plan.pollers(is_async=False)
-        if not callbacks and not pollers:
+        if not calls and not pollers:
             return
-        reports = [(cb, self._call(cb, "poll", trainer)) for cb in pollers]
-        reports += [(cb, self._call(cb, "on_step_end", trainer)) for cb in callbacks]
-        self._record(trainer, reports)
+        reports = []
+        for cb in pollers:
+            if (metrics := self._call(cb, "poll", trainer)) is not None:
+                reports.append((cb, metrics))
+        for _, cb in calls:
+            if (metrics := self._call(cb, "on_step_end", trainer)) is not None:
+                reports.append((cb, metrics))
+        if reports:
+            self._record(trainer, reports)
 
     async def execute_step_callbacks_async(self, trainer: TrainerView) -> Metrics:
         """Run the async callbacks for the epoch that just ended: every `poll_async`, then the
@@ -328,13 +334,13 @@ class CallbackManager:
         loop. Returns the metrics recorded (`{}` when none were reported).
         """
         plan = self._plan() if self._dirty else self._dispatch
-        callbacks = plan.step_hooks(trainer.global_timestep, is_async=True)
+        calls = plan.step_hooks(trainer.global_timestep, is_async=True)
         pollers = plan.pollers(is_async=True)
-        if not callbacks and not pollers:
+        if not calls and not pollers:
             return {}
         reports = await self._call_all_async([(cb, "poll_async") for cb in pollers], trainer)
         reports += await self._call_all_async(
-            [(cb, "on_step_end_async") for cb in callbacks], trainer
+            [(cb, "on_step_end_async") for _, cb in calls], trainer
         )
         return self._record(trainer, reports)
 

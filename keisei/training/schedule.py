@@ -11,7 +11,6 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-from collections.abc import Callable
 from typing import Any
 
 
@@ -91,15 +90,15 @@ class EveryNSteps:
 class DueQueue:
     """Scheduled callbacks of every kind, ordered by the next step at which each is due.
 
-    One queue serves sync and async callbacks alike; each dispatch takes the due entries of its
-    own kind (`accept`) and leaves the others due for theirs. The cost of a step on which nothing
-    is due does not grow with the number of scheduled callbacks.
+    One queue serves sync and async callbacks alike: each entry carries its kind, and each
+    dispatch takes the due entries of its own kind, leaving the others due for theirs. The cost
+    of a step on which nothing is due does not grow with the number of scheduled callbacks.
     """
 
     def __init__(self) -> None:
-        # (next due step, order, entry number, schedule, item): the entry number breaks ties
-        # between equal orders (a sync and an async callback), so schedules are never compared.
-        self._heap: list[tuple[int, int, int, EveryNSteps, Any]] = []
+        # (next due step, order, entry number, kind, schedule, item): the entry number breaks
+        # ties between equal orders (a sync and an async callback), so nothing else is compared.
+        self._heap: list[tuple[int, int, int, bool, EveryNSteps, Any]] = []
         self.earliest: float = math.inf
         """The step at which the first entry falls due (inf when empty): below it nothing is due,
         so a caller can skip `pop_due` altogether."""
@@ -108,29 +107,29 @@ class DueQueue:
     def _next_due(schedule: EveryNSteps) -> int:
         return ((schedule.last_multiple or 0) + 1) * schedule.interval
 
-    def rebuild(self, entries: list[tuple[int, EveryNSteps, Any]]) -> None:
-        """Replace the contents with (order, schedule, item) entries."""
+    def rebuild(self, entries: list[tuple[int, bool, EveryNSteps, Any]]) -> None:
+        """Replace the contents with (order, kind, schedule, item) entries."""
         self._heap = [
-            (self._next_due(schedule), order, number, schedule, item)
-            for number, (order, schedule, item) in enumerate(entries)
+            (self._next_due(schedule), order, number, kind, schedule, item)
+            for number, (order, kind, schedule, item) in enumerate(entries)
         ]
         heapq.heapify(self._heap)
         self.earliest = self._heap[0][0] if self._heap else math.inf
 
-    def pop_due(self, step: int, accept: Callable[[Any], bool]) -> list[tuple[int, Any]]:
-        """The (order, item) pairs due at `step` with `accept(item)`; their schedules record that
-        they fired. Due entries that are not accepted stay due."""
+    def pop_due(self, step: int, kind: bool) -> list[tuple[int, Any]]:
+        """The (order, item) pairs of `kind` due at `step`; their schedules record that they
+        fired. Due entries of the other kind stay due."""
         heap = self._heap
         if not heap or heap[0][0] > step:
             return []
         fired, other = [], []
         while heap and heap[0][0] <= step:
             entry = heapq.heappop(heap)
-            (fired if accept(entry[4]) else other).append(entry)
+            (fired if entry[3] == kind else other).append(entry)
         for entry in other:
             heapq.heappush(heap, entry)
-        for _, order, number, schedule, item in fired:
+        for _, order, number, _, schedule, item in fired:
             schedule.due(step)
-            heapq.heappush(heap, (self._next_due(schedule), order, number, schedule, item))
+            heapq.heappush(heap, (self._next_due(schedule), order, number, kind, schedule, item))
         self.earliest = heap[0][0] if heap else math.inf
-        return [(order, item) for _, order, _, _, item in fired]
+        return [(order, item) for _, order, _, _, _, item in fired]
