@@ -130,8 +130,8 @@ class _CallbackBase:
     """True: the manager also calls the poll hook after every epoch, due or not (for callbacks
     that must report finished background work)."""
     needs_checkpoint: bool = False
-    """True: when this callback is due, the checkpoint callbacks save at that step too, even if
-    they are not due themselves (evaluation rates committed checkpoints)."""
+    """True for a callback that may need a checkpoint at the steps its step hook runs (evaluation
+    rates committed checkpoints); the manager then asks `wants_checkpoint` after the hook."""
 
     STEP_HOOKS: ClassVar[tuple[str, ...]] = ()
     """The hooks of this kind of callback that the manager calls (besides the shared ones)."""
@@ -168,6 +168,11 @@ class _CallbackBase:
 
     def close(self) -> None:
         """Release resources. Always called last, even when training failed."""
+
+    def wants_checkpoint(self, step: int) -> bool:
+        """After its step hook ran at `step`: should the checkpoint callbacks save at this step,
+        due or not? Asked only when `needs_checkpoint` is True."""
+        return self.needs_checkpoint
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable state saved in checkpoints."""

@@ -2,9 +2,9 @@
 
 Built from the registered, enabled callbacks whenever they change. Scheduled callbacks of both
 kinds sit in one `DueQueue`; those without a schedule run every epoch. At a step, the step hooks
-run in registration order with checkpoint callbacks last; when a callback that
-`needs_checkpoint` is due, the checkpoint callbacks run at that step too (due or not). Polling
-callbacks get their poll hook every epoch, before the step hooks.
+run in registration order with checkpoint callbacks last; when a callback whose step hook ran
+asks for a checkpoint (`wants_checkpoint`), every checkpoint callback runs at that step too, due
+or not. Polling callbacks get their poll hook every epoch, before the step hooks.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ class DispatchPlan:
         self._pollers: dict[bool, tuple[_CallbackBase, ...]] = {False: (), True: ()}
         self._checkpointers: list[tuple[int, _CallbackBase]] = []
         self._checkpoint_wanted_at: int | None = None
-        self._any_needs_checkpoint = False
 
     def rebuild(self, registries: Sequence[Sequence[_CallbackBase]]) -> None:
         """Index the callbacks of each registry (already filtered to the enabled ones)."""
@@ -60,7 +59,6 @@ class DispatchPlan:
                     every_epoch[kind].append((rank, cb))
                 else:
                     scheduled.append((rank, kind, cb.schedule, cb))
-        self._any_needs_checkpoint = any(cb.needs_checkpoint for _, _, _, cb in scheduled)
         self._every_epoch = every_epoch
         self._pollers = {kind: tuple(cbs) for kind, cbs in pollers.items()}
         self._due.rebuild(scheduled)
@@ -68,24 +66,34 @@ class DispatchPlan:
     def pollers(self, *, is_async: bool) -> tuple[_CallbackBase, ...]:
         return self._pollers[is_async]
 
-    def step_hooks(self, step: int, *, is_async: bool) -> list[tuple[int, _CallbackBase]]:
-        """(rank, callback) for the callbacks of one kind whose step hook runs at `step`, in
-        order; their schedules record that they fired."""
+    def step_hooks(
+        self, step: int, *, is_async: bool
+    ) -> tuple[list[_CallbackBase], list[_CallbackBase]]:
+        """The callbacks of one kind whose step hook runs at `step`: the others, then the due
+        checkpoint callbacks, each in order; their schedules record that they fired."""
         every_epoch = self._every_epoch[is_async]
-        if (
-            step < self._due.earliest
-            and not every_epoch
-            and (is_async or self._checkpoint_wanted_at != step)
-        ):
-            return []  # the usual epoch end: nothing due, nothing to order
+        if step < self._due.earliest and not every_epoch:
+            return [], []  # the usual epoch end: nothing due, nothing to order
         calls = self._due.pop_due(step, is_async)
-        if self._any_needs_checkpoint and any(cb.needs_checkpoint for _, cb in calls):
-            self._checkpoint_wanted_at = step
         if every_epoch:
             calls += every_epoch
-        if not is_async and self._checkpoint_wanted_at == step:  # checkpoints are sync
-            listed = {id(cb) for _, cb in calls}
-            calls += [(rank, cb) for rank, cb in self._checkpointers if id(cb) not in listed]
         if len(calls) > 1:
             calls.sort(key=_rank)
-        return calls
+        others = [cb for _, cb in calls if not isinstance(cb, CheckpointCallback)]
+        if len(others) == len(calls):
+            return others, []
+        return others, [cb for _, cb in calls if isinstance(cb, CheckpointCallback)]
+
+    def want_checkpoint(self, step: int) -> None:
+        """A callback asked for a checkpoint at `step` (see `wants_checkpoint`)."""
+        self._checkpoint_wanted_at = step
+
+    def checkpoint_wanted(self, step: int) -> bool:
+        return self._checkpoint_wanted_at == step
+
+    def checkpoints(self, step: int, due: list[_CallbackBase]) -> list[_CallbackBase]:
+        """The checkpoint callbacks to run at `step`: the due ones, and every other one too when
+        a checkpoint was asked for at this step."""
+        if self._checkpoint_wanted_at != step:
+            return due
+        return [cb for _, cb in self._checkpointers]

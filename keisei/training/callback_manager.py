@@ -5,8 +5,9 @@
   intervals and a user's alike). Callbacks without a schedule run after every epoch; callbacks
   with `polls = True` also get their poll hook after every epoch.
 - **Order**: at each step, poll hooks first, then due step hooks in registration order with the
-  checkpoint callbacks last. A due callback that `needs_checkpoint` makes the checkpoint callbacks
-  save at that step too. The trainer dispatches async callbacks before sync ones.
+  checkpoint callbacks last. A callback whose step hook asks for a checkpoint (`wants_checkpoint`)
+  makes the checkpoint callbacks save at that step too. The trainer dispatches async callbacks
+  before sync ones.
 - **Metrics**: every hook may return metrics; the manager records them through the trainer view.
   A key reported twice at one step keeps its first value and is logged once, with both names.
 - **Failures**: a best-effort callback that raises is logged with its traceback, counted
@@ -312,15 +313,21 @@ class CallbackManager:
         Scheduled callbacks that are not due are not called at all.
         """
         plan = self._plan() if self._dirty else self._dispatch
-        calls = plan.step_hooks(trainer.global_timestep, is_async=False)
+        step = trainer.global_timestep
+        others, due_checkpoints = plan.step_hooks(step, is_async=False)
         pollers = plan.pollers(is_async=False)
-        if not calls and not pollers:
+        if not (others or due_checkpoints or pollers or plan.checkpoint_wanted(step)):
             return
         reports = []
         for cb in pollers:
             if (metrics := self._call(cb, "poll", trainer)) is not None:
                 reports.append((cb, metrics))
-        for _, cb in calls:
+        for cb in others:
+            if (metrics := self._call(cb, "on_step_end", trainer)) is not None:
+                reports.append((cb, metrics))
+            if cb.needs_checkpoint and cb.wants_checkpoint(step):
+                plan.want_checkpoint(step)
+        for cb in plan.checkpoints(step, due_checkpoints):
             if (metrics := self._call(cb, "on_step_end", trainer)) is not None:
                 reports.append((cb, metrics))
         if reports:
@@ -334,14 +341,17 @@ class CallbackManager:
         loop. Returns the metrics recorded (`{}` when none were reported).
         """
         plan = self._plan() if self._dirty else self._dispatch
-        calls = plan.step_hooks(trainer.global_timestep, is_async=True)
+        step = trainer.global_timestep
+        callbacks, _ = plan.step_hooks(step, is_async=True)  # checkpoint callbacks are sync
         pollers = plan.pollers(is_async=True)
-        if not calls and not pollers:
+        if not callbacks and not pollers:
             return {}
         reports = await self._call_all_async([(cb, "poll_async") for cb in pollers], trainer)
         reports += await self._call_all_async(
-            [(cb, "on_step_end_async") for _, cb in calls], trainer
+            [(cb, "on_step_end_async") for cb in callbacks], trainer
         )
+        if any(cb.needs_checkpoint and cb.wants_checkpoint(step) for cb in callbacks):
+            plan.want_checkpoint(step)
         return self._record(trainer, reports)
 
     # ---------------------------------------------------------------- lifecycle

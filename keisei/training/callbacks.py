@@ -49,9 +49,10 @@ class CheckpointCallback(Callback):
     """Saves a checkpoint every `interval` steps, and a final one when training stops.
 
     The only writer of checkpoints. The manager runs checkpoint callbacks after all others at
-    the same step (so a checkpoint holds the freshest state of everything else), and also when a
-    callback that `needs_checkpoint` is due. After a failure the final checkpoint is written at
-    the last completed step; the trainer marks it in its manifest (see `Trainer`).
+    the same step (so a checkpoint holds the freshest state of everything else), and also at a
+    step where another callback asks for a checkpoint (`wants_checkpoint`). After a failure the
+    final checkpoint is written at the last completed step; the trainer marks it in its manifest
+    (see `Trainer`).
     """
 
     def __init__(self, interval: int, model_dir: str | Path | None = None, **kwargs: Any) -> None:
@@ -182,8 +183,9 @@ def _evaluator(trainer: TrainerView, name: str) -> Evaluator:
 class EvaluationCallback(Callback):
     """Evaluates the checkpoint of every `interval`-th step in the training process.
 
-    When due at step S it asks for a checkpoint at S; the evaluation runs at the next epoch end
-    (or at the end of training), once that checkpoint is committed. The loop waits for it.
+    When due at step S it asks for a checkpoint at S (`wants_checkpoint`); the evaluation runs at
+    the next epoch end (or at the end of training), once that checkpoint is committed. The loop
+    waits for it.
     """
 
     polls = True
@@ -210,6 +212,9 @@ class EvaluationCallback(Callback):
     def on_step_end(self, trainer: TrainerView) -> None:
         self._evaluations.add(trainer.global_timestep)
 
+    def wants_checkpoint(self, step: int) -> bool:
+        return step in self._evaluations.waiting
+
     def _run_ready(self, trainer: TrainerView) -> Metrics | None:
         metrics: Metrics = {}
         for step, path in self._evaluations.take_ready(trainer):
@@ -233,8 +238,9 @@ class EvaluationCallback(Callback):
 class AsyncEvaluationCallback(AsyncCallback):
     """Evaluates the checkpoint of every `interval`-th step in a background process.
 
-    When due at step S it asks for a checkpoint at S; once that is committed (checked after every
-    epoch) the evaluation starts in a worker process and the loop goes on. Its result is returned
+    When due at step S it asks for a checkpoint at S (`wants_checkpoint`; not when the trigger is
+    skipped); once that is committed (checked after every epoch) the evaluation starts in a
+    worker process and the loop goes on. Its result is returned
     as metrics by a later poll, stamped (`evaluation/step`) with S. A trigger that arrives while
     evaluations are waiting or running is dropped (`policy="skip"`) or waits in a queue of at most
     `queue_size` (`policy="queue"`; beyond that it is dropped). At the end of training, running
@@ -343,6 +349,9 @@ class AsyncEvaluationCallback(AsyncCallback):
             return {"evaluation/skipped": float(self.skipped)}
         self._evaluations.add(step)
         return None
+
+    def wants_checkpoint(self, step: int) -> bool:
+        return step in self._evaluations.waiting  # not when the trigger was skipped
 
     async def on_train_end_async(self, trainer: TrainerView) -> Metrics | None:
         loop = asyncio.get_running_loop()

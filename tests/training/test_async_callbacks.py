@@ -323,6 +323,8 @@ def test_skip_policy_drops_triggers_while_an_evaluation_waits_or_runs(
     assert metrics == [{}, {"evaluation/skipped": 1.0}, {"evaluation/skipped": 2.0}]
     assert "evaluation due at step 300 skipped (policy skip)" in caplog.text
     assert callback.state_dict()["waiting"] == [100]
+    # A skipped trigger asks for no checkpoint: 100 for the evaluation, 300 on schedule.
+    assert view.saved_steps() == [100, 300]
 
 
 def test_queue_policy_keeps_a_bounded_queue(
