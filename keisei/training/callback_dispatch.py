@@ -24,6 +24,9 @@ def _is_sync(cb: _CallbackBase) -> bool:
     return not isinstance(cb, AsyncCallback)
 
 
+_NOTHING: tuple[tuple[()], tuple[()]] = ((), ())
+
+
 def _rank(pair: tuple[int, _CallbackBase]) -> int:
     return pair[0]
 
@@ -35,19 +38,25 @@ class DispatchPlan:
         self._due = DueQueue()
         # Indexed by kind (`is_async`) at rebuild time, so a dispatch filters nothing.
         self._every_epoch: dict[bool, list[tuple[int, _CallbackBase]]] = {False: [], True: []}
-        self._pollers: dict[bool, tuple[_CallbackBase, ...]] = {False: (), True: ()}
+        self.sync_pollers: tuple[_CallbackBase, ...] = ()
+        self.async_pollers: tuple[_CallbackBase, ...] = ()
         self._checkpointers: list[tuple[int, _CallbackBase]] = []
-        self._checkpoint_wanted_at: int | None = None
+        self.checkpoint_wanted_at: int | None = None
+        """The step at which a callback last asked for a checkpoint."""
+        self._first_checkpoint_rank: dict[bool, int] = {False: 0, True: 0}
+        """Ranks from this one up are checkpoint callbacks (ranked after all the others)."""
 
     def rebuild(self, registries: Sequence[Sequence[_CallbackBase]]) -> None:
         """Index the callbacks of each registry (already filtered to the enabled ones)."""
         every_epoch: dict[bool, list[tuple[int, _CallbackBase]]] = {False: [], True: []}
         pollers: dict[bool, list[_CallbackBase]] = {False: [], True: []}
         self._checkpointers = []
+        self._first_checkpoint_rank = {False: 0, True: 0}
         scheduled: list[tuple[int, bool, EveryNSteps, _CallbackBase]] = []
         for registry in registries:
             count = len(registry)
             for index, cb in enumerate(registry):
+                self._first_checkpoint_rank[_is_async(cb)] = count
                 is_checkpoint = isinstance(cb, CheckpointCallback)
                 rank = index + (count if is_checkpoint else 0)  # checkpoints after the others
                 kind = _is_async(cb)
@@ -60,40 +69,37 @@ class DispatchPlan:
                 else:
                     scheduled.append((rank, kind, cb.schedule, cb))
         self._every_epoch = every_epoch
-        self._pollers = {kind: tuple(cbs) for kind, cbs in pollers.items()}
+        self.sync_pollers, self.async_pollers = tuple(pollers[False]), tuple(pollers[True])
         self._due.rebuild(scheduled)
-
-    def pollers(self, *, is_async: bool) -> tuple[_CallbackBase, ...]:
-        return self._pollers[is_async]
 
     def step_hooks(
         self, step: int, *, is_async: bool
-    ) -> tuple[list[_CallbackBase], list[_CallbackBase]]:
+    ) -> tuple[Sequence[_CallbackBase], Sequence[_CallbackBase]]:
         """The callbacks of one kind whose step hook runs at `step`: the others, then the due
         checkpoint callbacks, each in order; their schedules record that they fired."""
         every_epoch = self._every_epoch[is_async]
         if step < self._due.earliest and not every_epoch:
-            return [], []  # the usual epoch end: nothing due, nothing to order
+            return _NOTHING  # the usual epoch end: nothing due, nothing to order
         calls = self._due.pop_due(step, is_async)
         if every_epoch:
             calls += every_epoch
         if len(calls) > 1:
             calls.sort(key=_rank)
-        others = [cb for _, cb in calls if not isinstance(cb, CheckpointCallback)]
-        if len(others) == len(calls):
-            return others, []
-        return others, [cb for _, cb in calls if isinstance(cb, CheckpointCallback)]
+        first_checkpoint = self._first_checkpoint_rank[is_async]
+        if calls[-1][0] < first_checkpoint:
+            return [cb for _, cb in calls], ()
+        return (
+            [cb for rank, cb in calls if rank < first_checkpoint],
+            [cb for rank, cb in calls if rank >= first_checkpoint],
+        )
 
     def want_checkpoint(self, step: int) -> None:
         """A callback asked for a checkpoint at `step` (see `wants_checkpoint`)."""
-        self._checkpoint_wanted_at = step
+        self.checkpoint_wanted_at = step
 
-    def checkpoint_wanted(self, step: int) -> bool:
-        return self._checkpoint_wanted_at == step
-
-    def checkpoints(self, step: int, due: list[_CallbackBase]) -> list[_CallbackBase]:
+    def checkpoints(self, step: int, due: Sequence[_CallbackBase]) -> Sequence[_CallbackBase]:
         """The checkpoint callbacks to run at `step`: the due ones, and every other one too when
         a checkpoint was asked for at this step."""
-        if self._checkpoint_wanted_at != step:
+        if self.checkpoint_wanted_at != step:
             return due
         return [cb for _, cb in self._checkpointers]

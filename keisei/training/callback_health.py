@@ -30,12 +30,16 @@ class FailurePolicy:
         self.max_consecutive_failures = max_consecutive_failures
         self.logger = logger
         self._health: dict[int, CallbackHealth] = {}
+        self.failing: set[int] = set()
+        """Callbacks (by id) whose last call failed; empty in a healthy run, so a success
+        costs nothing to record."""
 
     def track(self, cb: _CallbackBase) -> None:
         self._health[id(cb)] = CallbackHealth()
 
     def forget(self, cb: _CallbackBase) -> None:
         self._health.pop(id(cb), None)
+        self.failing.discard(id(cb))
 
     def health(self, cb: _CallbackBase) -> CallbackHealth:
         return self._health[id(cb)]
@@ -45,6 +49,9 @@ class FailurePolicy:
         return health is None or not health.disabled
 
     def succeeded(self, cb: _CallbackBase) -> None:
+        if id(cb) not in self.failing:
+            return
+        self.failing.discard(id(cb))
         health = self._health.get(id(cb))
         if health is not None:
             health.consecutive_failures = 0
@@ -56,6 +63,7 @@ class FailurePolicy:
         health = self._health.get(id(cb), CallbackHealth())
         health.errors += 1
         health.consecutive_failures += 1
+        self.failing.add(id(cb))
         self.logger.error("callback %s failed in %s at step %d", cb.name, hook, step, exc_info=exc)
         try:
             trainer.record_metrics({f"callbacks/errors/{cb.name}": float(health.errors)})

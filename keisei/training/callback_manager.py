@@ -260,7 +260,8 @@ class CallbackManager:
         except Exception as exc:
             outcome = exc
         if outcome is None:  # the common case, kept cheap
-            self.failures.succeeded(cb)
+            if self.failures.failing:
+                self.failures.succeeded(cb)
             return None
         return self._outcome(cb, hook, trainer, outcome)
 
@@ -315,8 +316,8 @@ class CallbackManager:
         plan = self._plan() if self._dirty else self._dispatch
         step = trainer.global_timestep
         others, due_checkpoints = plan.step_hooks(step, is_async=False)
-        pollers = plan.pollers(is_async=False)
-        if not (others or due_checkpoints or pollers or plan.checkpoint_wanted(step)):
+        pollers = plan.sync_pollers
+        if not (others or due_checkpoints or pollers or plan.checkpoint_wanted_at == step):
             return
         reports = []
         for cb in pollers:
@@ -327,9 +328,10 @@ class CallbackManager:
                 reports.append((cb, metrics))
             if cb.needs_checkpoint and cb.wants_checkpoint(step):
                 plan.want_checkpoint(step)
-        for cb in plan.checkpoints(step, due_checkpoints):
-            if (metrics := self._call(cb, "on_step_end", trainer)) is not None:
-                reports.append((cb, metrics))
+        if due_checkpoints or plan.checkpoint_wanted_at == step:
+            for cb in plan.checkpoints(step, due_checkpoints):
+                if (metrics := self._call(cb, "on_step_end", trainer)) is not None:
+                    reports.append((cb, metrics))
         if reports:
             self._record(trainer, reports)
 
@@ -343,7 +345,7 @@ class CallbackManager:
         plan = self._plan() if self._dirty else self._dispatch
         step = trainer.global_timestep
         callbacks, _ = plan.step_hooks(step, is_async=True)  # checkpoint callbacks are sync
-        pollers = plan.pollers(is_async=True)
+        pollers = plan.async_pollers
         if not callbacks and not pollers:
             return {}
         reports = await self._call_all_async([(cb, "poll_async") for cb in pollers], trainer)

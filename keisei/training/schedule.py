@@ -122,14 +122,18 @@ class DueQueue:
         heap = self._heap
         if not heap or heap[0][0] > step:
             return []
-        fired, other = [], []
+        due: list[tuple[int, Any]] = []
+        refiled = []
         while heap and heap[0][0] <= step:
             entry = heapq.heappop(heap)
-            (fired if entry[3] == kind else other).append(entry)
-        for entry in other:
-            heapq.heappush(heap, entry)
-        for _, order, number, _, schedule, item in fired:
+            if entry[3] != kind:
+                refiled.append(entry)
+                continue
+            _, order, number, _, schedule, item = entry
             schedule.due(step)
-            heapq.heappush(heap, (self._next_due(schedule), order, number, kind, schedule, item))
-        self.earliest = heap[0][0] if heap else math.inf
-        return [(order, item) for _, order, _, _, _, item in fired]
+            refiled.append((self._next_due(schedule), order, number, kind, schedule, item))
+            due.append((order, item))
+        for entry in refiled:
+            heapq.heappush(heap, entry)
+        self.earliest = heap[0][0]
+        return due
