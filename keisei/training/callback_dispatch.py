@@ -83,6 +83,8 @@ class DispatchPlan:
         calls = self._due.pop_due(step, is_async)
         if every_epoch:
             calls += every_epoch
+        if not calls:  # what was due is of the other kind
+            return _NOTHING
         if len(calls) > 1:
             calls.sort(key=_rank)
         first_checkpoint = self._first_checkpoint_rank[is_async]
