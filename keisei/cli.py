@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import yaml
 from rich.console import Console
@@ -34,7 +35,21 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _latest_line(run_dir: Path, final_step: int) -> str:
+    """Where the run's latest checkpoint is, saying so when it is older than `final_step`."""
+    from keisei.checkpoint import CheckpointStore, step_of
+
+    latest = CheckpointStore(RunLayout(run_dir).checkpoints).latest()
+    if latest is None:
+        return "none was written"
+    step = step_of(latest.name)
+    if step is not None and step < final_step:
+        return f"{latest} (step {step}: OLDER than the last completed step {final_step})"
+    return str(latest)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
+    from keisei.training.callbacks import CriticalCallbackError
     from keisei.training.run_dir import plan_run
     from keisei.training.trainer import StopRequested, Trainer
 
@@ -50,19 +65,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"resume with: keisei train --resume {plan.run_dir}\n"
         )
         return 130
+    except CriticalCallbackError as exc:
+        cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
+        sys.stderr.write(
+            f"\ntraining FAILED at step {trainer.global_timestep}: {exc}{cause}\n"
+            f"  latest checkpoint: {_latest_line(plan.run_dir, trainer.global_timestep)}\n"
+            f"  log:               {RunLayout(plan.run_dir).log}\n"
+        )
+        return 1
+    run = RunLayout(summary.run_dir)
     out = sys.stdout
     out.write(
         f"\ntraining finished at step {summary.final_step} ({summary.games} games, "
         f"{summary.seconds / 60:.1f} min)\n"
     )
     out.write(f"  run directory:     {summary.run_dir}\n")
-    out.write(f"  final checkpoint:  {summary.final_checkpoint}\n")
-    out.write(f"  metrics:           {RunLayout(summary.run_dir).metrics}\n")
-    out.write(f"  log:               {RunLayout(summary.run_dir).log}\n")
+    out.write(f"  final checkpoint:  {_latest_line(summary.run_dir, summary.final_step)}\n")
+    out.write(f"  metrics:           {run.metrics}\n")
+    out.write(f"  log:               {run.log}\n")
     if plan.config.logging.tensorboard:
-        out.write(
-            f"  TensorBoard:       tensorboard --logdir {RunLayout(summary.run_dir).tensorboard}\n"
-        )
+        out.write(f"  TensorBoard:       tensorboard --logdir {run.tensorboard}\n")
     if plan.config.evaluation.enable_periodic_evaluation:
         from keisei.evaluation.report import write_report
 

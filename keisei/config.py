@@ -213,6 +213,8 @@ class CheckpointConfig(_Section):
     """Also keep the best checkpoint by this metric (e.g. `evaluation/elo`), higher is better."""
     async_save: bool = True
     """Write checkpoints in a background thread; the loop only waits for the copy to CPU."""
+    max_failures: PositiveInt = 3
+    """Checkpoint writes that may fail in a row (a full disk, ...) before training stops."""
 
 
 class LoggingConfig(_Section):

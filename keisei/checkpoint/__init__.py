@@ -27,7 +27,7 @@ from keisei.checkpoint.load import LoadedCheckpoint, load_checkpoint, read_manif
 from keisei.checkpoint.results import read_evaluation, record_evaluation
 from keisei.checkpoint.rng import capture_rng_state, restore_rng_state
 from keisei.checkpoint.snapshot import TrainingState
-from keisei.checkpoint.store import CheckpointStore, StateSaver
+from keisei.checkpoint.store import CheckpointStore, StateSaver, WriteOutcome
 from keisei.checkpoint.weights import import_state_dict, load_model_weights, read_architecture
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "LoadedCheckpoint",
     "StateSaver",
     "TrainingState",
+    "WriteOutcome",
     "capture_rng_state",
     "checkpoint_dirs",
     "checkpoint_name",

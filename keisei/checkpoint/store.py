@@ -4,9 +4,12 @@ A checkpoint is a directory `step_000123456/` holding `model.safetensors`, `opti
 (optimizer, scheduler and scaler tensors) and `manifest.json` (everything else, with the sha256
 of each data file). A save copies the state to CPU memory, which is all the training loop waits
 for; a background thread writes into a temporary directory beside the target, fsyncs, renames it
-into place, updates the `latest` pointer atomically, then applies the retention policy. At most
-one write is in flight; a failed write is logged at once and raised by the next `save()`,
-`flush()` or `close()`. Loading verifies every checksum and never uses pickle.
+into place, updates the `latest` pointer atomically, then applies the retention policy, and logs
+the checkpoint as saved only then. At most one write is in flight. A failed write is logged at
+once; it never stops the next `save()` from being tried. How each write ended is handed out by
+`take_outcomes()` (the checkpoint callback counts failures in a row with it), and a failure
+nobody took is raised by `flush()` or `close()`. A `save(..., wait=True)` (or a synchronous
+store) raises its own failure at once. Loading verifies every checksum and never uses pickle.
 
 Typical use::
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +85,7 @@ class CheckpointStore:
         self._buffers = StagingBuffers()
         self._executor: ThreadPoolExecutor | None = None
         self._pending: tuple[str, Future[Path]] | None = None
+        self._outcomes: list[WriteOutcome] = []
         self._lock = threading.RLock()
         self._closed = False
         self._writer = CheckpointWriter(self._directory, self.policy)
@@ -116,16 +121,18 @@ class CheckpointStore:
         """Save `state`; returns the checkpoint directory (which exists once the write is done).
 
         Returns as soon as the state is copied to CPU memory, unless `wait` is True or the store
-        is synchronous: then only once the checkpoint is committed. First waits for the previous
-        write; if that one failed, raises its `CheckpointWriteError` and saves nothing.
+        is synchronous: then only once the checkpoint is committed, raising
+        `CheckpointWriteError` if that write fails. First waits for the previous write (its
+        outcome goes to `take_outcomes()`; a failure there does not stop this save).
         """
         with self._lock:
             if self._closed:
                 raise CheckpointError(f"checkpoint store {self._directory} is closed")
-            self._finish_pending(raise_error=True)
+            self._collect()
             snapshot = take_snapshot(state, self._buffers)
             if wait or not self.async_save:
-                self._write_reporting(snapshot)
+                path = self._write_reporting(snapshot)
+                self._outcomes.append(WriteOutcome(snapshot.name, path))
             else:
                 if self._executor is None:
                     self._executor = ThreadPoolExecutor(1, thread_name_prefix="checkpoint-writer")
@@ -139,7 +146,7 @@ class CheckpointStore:
 
     def committed(self, step: int) -> Path | None:
         """The clean checkpoint of `step` once it is on disk (a write in flight is waited for;
-        its error, if any, stays for the next `save`/`flush`), or None if there is none."""
+        its outcome stays for `take_outcomes`/`flush`), or None if there is none."""
         self._drain()
         path = self._directory / checkpoint_name(step)
         return path if (path / MANIFEST).is_file() else None
@@ -150,10 +157,25 @@ class CheckpointStore:
         pending = self._pending
         return pending[0] if pending is not None and not pending[1].done() else None
 
-    def flush(self) -> None:
-        """Wait until the write in flight is on disk; raise its error if it failed."""
+    def take_outcomes(self) -> list[WriteOutcome]:
+        """How the writes that ended since the last call ended, oldest first (the write in
+        flight is not waited for)."""
         with self._lock:
-            self._finish_pending(raise_error=True)
+            pending = self._pending
+            if pending is not None and pending[1].done():
+                self._collect()
+            outcomes, self._outcomes = self._outcomes, []
+            return outcomes
+
+    def flush(self) -> None:
+        """Wait until the write in flight is on disk; raise the first write failure that
+        `take_outcomes()` has not handed out (the others were logged when they happened)."""
+        with self._lock:
+            self._collect()
+            failures = [outcome for outcome in self._outcomes if outcome.error is not None]
+            if failures:
+                self._outcomes = [outcome for outcome in self._outcomes if outcome.error is None]
+                raise failures[0].error  # type: ignore[misc]
 
     def close(self) -> None:
         """Flush, stop the writer thread and free the staging memory. Safe to call twice."""
@@ -162,27 +184,35 @@ class CheckpointStore:
                 return
             self._closed = True
             try:
-                self._finish_pending(raise_error=True)
+                self.flush()
             finally:
                 if self._executor is not None:
                     self._executor.shutdown(wait=True)
                     self._executor = None
                 self._buffers.release()
 
-    def _finish_pending(self, *, raise_error: bool) -> None:
+    def _collect(self) -> None:
+        """Wait for the write in flight, if any, and keep its outcome."""
         pending = self._pending
         if pending is None:
             return
-        _, future = pending
+        name, future = pending
+        self._pending = None
         exc = future.exception()
-        if exc is None or raise_error:
-            self._pending = None
-        if exc is not None and raise_error:
-            raise exc
+        path = self._directory / name
+        if exc is None:
+            self._outcomes.append(WriteOutcome(name, path))
+        else:
+            error = (
+                exc
+                if isinstance(exc, CheckpointWriteError)
+                else CheckpointWriteError(f"writing checkpoint {name} failed: {exc}", name=name)
+            )
+            self._outcomes.append(WriteOutcome(name, path, error))
 
     def _write_reporting(self, snapshot: Snapshot) -> Path:
         try:
-            return self._writer.commit(snapshot)
+            path = self._writer.commit(snapshot)
         except Exception as exc:
             message = (
                 f"writing checkpoint {snapshot.name} in {self._directory} failed: "
@@ -190,6 +220,8 @@ class CheckpointStore:
             )
             _logger.error(message, exc_info=exc)
             raise CheckpointWriteError(message, name=snapshot.name) from exc
+        _logger.info("checkpoint saved: %s", path)
+        return path
 
     # ---- loading --------------------------------------------------------------------------
 
@@ -244,9 +276,18 @@ class CheckpointStore:
         raise CheckpointNotFoundError(f"no valid checkpoint in {self._directory}{detail}")
 
     def _drain(self) -> None:
-        """Let the write in flight finish, so loads see it; its error stays for `save`/`flush`."""
+        """Let the write in flight finish, so loads see it; its outcome is kept."""
         with self._lock:
-            self._finish_pending(raise_error=False)
+            self._collect()
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """How one checkpoint write ended: committed at `path`, or failed with `error`."""
+
+    name: str
+    path: Path
+    error: CheckpointWriteError | None = None
 
 
 class StateSaver:
@@ -268,6 +309,9 @@ class StateSaver:
 
     def committed(self, step: int) -> Path | None:
         return self.store.committed(step)
+
+    def take_outcomes(self) -> list[WriteOutcome]:
+        return self.store.take_outcomes()
 
 
 def _load_checked(path: Path, architecture: Mapping[str, Any] | None) -> LoadedCheckpoint:

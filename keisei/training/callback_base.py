@@ -33,6 +33,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 
+from keisei.checkpoint import WriteOutcome
 from keisei.evaluation.result import EvaluationResult
 from keisei.training.schedule import EveryNSteps
 
@@ -63,6 +64,10 @@ class CheckpointSaver(Protocol):
     def committed(self, step: int) -> Path | None:
         """The checkpoint of `step` once it is on disk (waiting for a write in flight), or None
         when no checkpoint of that step was written."""
+        ...
+
+    def take_outcomes(self) -> list[WriteOutcome]:
+        """How the writes that ended since the last call ended, oldest first."""
         ...
 
 

@@ -105,7 +105,13 @@ class CallbackManager:
         Defaults: a checkpoint callback, and a sync evaluation callback when periodic evaluation
         is on and not in async mode.
         """
-        new: list[Callback] = [CheckpointCallback(self.checkpoint_interval, self.model_dir)]
+        new: list[Callback] = [
+            CheckpointCallback(
+                self.checkpoint_interval,
+                self.model_dir,
+                max_failures=self.config.checkpoint.max_failures,
+            )
+        ]
         evaluation = self.config.evaluation
         if evaluation.enable_periodic_evaluation and not evaluation.async_mode:
             new.insert(0, EvaluationCallback(self.evaluation_interval))

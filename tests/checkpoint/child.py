@@ -66,7 +66,7 @@ def fsize(directory: Path) -> None:
     store.save(TrainingState(step=2, model=model))  # returns: the write fails in the background
     result: dict[str, object] = {}
     try:
-        store.save(TrainingState(step=3, model=model))
+        store.flush()
     except CheckpointWriteError as exc:
         result = {"error": str(exc), "name": exc.name, "cause": repr(exc.__cause__)}
     resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))

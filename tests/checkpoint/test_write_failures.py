@@ -1,5 +1,6 @@
-"""A write that fails (disk full, read-only, file too large) is logged, raised at the next save()
-or at close() naming the checkpoint, and leaves earlier checkpoints loadable.
+"""A write that fails (disk full, read-only, file too large) is logged, handed out by
+take_outcomes() or raised by flush()/close() naming the checkpoint, never stops the next save from
+being tried, and leaves earlier checkpoints loadable.
 
 The disk-full and read-only cases need to mount a small tmpfs / a read-only bind mount (root in a
 container allows it); they are skipped where mounting is not permitted. The file-size-limit case
@@ -73,7 +74,7 @@ def _errors(caplog: pytest.LogCaptureFixture) -> str:
     return " ".join(r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
 
 
-def test_disk_full_is_raised_at_the_next_save_and_earlier_checkpoints_survive(
+def test_disk_full_fails_each_write_without_skipping_the_next_and_earlier_ones_survive(
     small_disk: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     store_dir = small_disk / "checkpoints"
@@ -81,17 +82,22 @@ def test_disk_full_is_raised_at_the_next_save_and_earlier_checkpoints_survive(
     store = CheckpointStore(store_dir, keep_last=5)
     store.save(make_state(1, model, optimizer, scheduler), wait=True)
     saved = {k: v.clone() for k, v in model.state_dict().items()}
+    assert [o.name for o in store.take_outcomes()] == ["step_000000001"]
 
     filler = _fill(small_disk)
     train_step(model, optimizer, scheduler)
     with caplog.at_level(logging.ERROR, logger="keisei"):
         store.save(make_state(2, model, optimizer, scheduler))  # snapshot only: returns
-        with pytest.raises(CheckpointWriteError, match="step_000000002") as caught:
-            store.save(make_state(3, model, optimizer, scheduler))
-    assert caught.value.name == "step_000000002"
-    assert isinstance(caught.value.__cause__, OSError)
-    assert caught.value.__cause__.errno == errno.ENOSPC or "No space" in str(caught.value)
-    assert "step_000000002" in _errors(caplog)  # logged when it happened, too
+        store.save(make_state(3, model, optimizer, scheduler))  # still tried after 2 failed
+        (second,) = store.take_outcomes()
+        with pytest.raises(CheckpointWriteError, match="step_000000003") as caught:
+            store.flush()  # the failure nobody took is raised
+    assert second.name == "step_000000002" and second.error is not None
+    for error in (second.error, caught.value):
+        assert isinstance(error.__cause__, OSError)
+        assert error.__cause__.errno == errno.ENOSPC
+        assert "No space left on device" in str(error)
+    assert "step_000000002" in _errors(caplog) and "step_000000003" in _errors(caplog)
 
     assert leftovers(store_dir) == []  # the half-written temporary directory is gone
     checkpoint = CheckpointStore(store_dir).load_latest()

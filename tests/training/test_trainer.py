@@ -64,7 +64,7 @@ def test_tiny_run_trains_end_to_end_with_checkpoints_on_schedule(tmp_path: Path)
         assert key in updates[-1]
     assert (plan.run_dir / "config.yaml").is_file()
     log_text = (plan.run_dir / "train.log").read_text()
-    assert "writing the checkpoint of step 128" in log_text
+    assert "checkpoint saved: " in log_text and "step_000000128" in log_text
     assert "final checkpoint" not in log_text  # step 256 was saved on schedule, not again
     assert "is not a multiple of" not in log_text
     assert list((plan.run_dir / "tensorboard").glob("events.out.tfevents.*"))
