@@ -12,6 +12,8 @@ import hashlib
 import importlib
 import json
 import re
+import shlex
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -69,6 +71,47 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=False)
 
 
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def check_device(name: str) -> str:
+    """A device name torch knows: auto, cpu, cuda, cuda:N, mps."""
+    if not _DEVICE.fullmatch(name):
+        raise ValueError("expected auto, cpu, cuda, cuda:N or mps")
+    return name
+
+
+OPPONENT_KINDS = ("random", "greedy", "checkpoint:PATH", "usi:COMMAND")
+
+
+def parse_opponent_spec(spec: str) -> tuple[str, str]:
+    """(`random`|`greedy`|`checkpoint`|`usi`, argument) of an opponent spec; ValueError if
+    it is none of `random`, `greedy`, `checkpoint:PATH`, `usi:COMMAND`."""
+    if spec in ("random", "greedy"):
+        return spec, ""
+    kind, sep, argument = spec.partition(":")
+    if sep and kind in ("checkpoint", "usi") and argument.strip():
+        return kind, argument.strip()
+    raise ValueError(f"unknown opponent {spec!r}: expected one of {', '.join(OPPONENT_KINDS)}")
+
+
+def check_opponent_spec(spec: str) -> str:
+    """A well-formed opponent whose program exists: a `usi:` command must be an executable, a
+    `checkpoint:` path a directory (its manifest is checked when a run is planned)."""
+    kind, argument = parse_opponent_spec(spec)
+    if kind == "usi":
+        try:
+            program = shlex.split(argument)[0]
+        except (ValueError, IndexError):
+            raise ValueError(f"{spec!r}: cannot split the command line") from None
+        found = shutil.which(program)
+        if found is None:
+            raise ValueError(f"{spec!r}: {program!r} is not an executable program")
+    elif kind == "checkpoint" and not Path(argument).exists():
+        raise ValueError(f"{spec!r}: {argument} does not exist")
+    return spec
+
+
 class TrainingConfig(_Section):
     total_timesteps: PositiveInt = 512_000
     """Environment steps (plies over all games) to train for."""
@@ -77,8 +120,9 @@ class TrainingConfig(_Section):
     checkpoint_interval_timesteps: PositiveInt = 102_400
     """Save a checkpoint each time the step counter reaches a multiple of this."""
     seed: int = 0
-    device: str = "auto"
-    """`auto` (CUDA when available, else CPU), `cpu`, `cuda`, `cuda:1`, ..."""
+    device: Annotated[str, AfterValidator(check_device)] = "auto"
+    """`auto` (CUDA when available, else CPU), `cpu`, `cuda`, `cuda:1`, `mps`. Whether the
+    device exists here is checked when a run is planned."""
 
 
 class EnvConfig(_Section):
@@ -124,7 +168,9 @@ class EvaluationConfig(_Section):
     evaluation_interval_timesteps: PositiveInt = 51_200
     num_games: PositiveInt = 20
     """Games per evaluation, shared out among the fixed opponents and those from the pool."""
-    opponents: list[str] = Field(default_factory=lambda: ["random"])
+    opponents: list[Annotated[str, AfterValidator(check_opponent_spec)]] = Field(
+        default_factory=lambda: ["random"]
+    )
     """Fixed references played at every evaluation: random, greedy, checkpoint:PATH, usi:CMD."""
     pool_size: Annotated[int, Field(strict=True, ge=0)] = 5
     """Past checkpoints of this run kept as opponents (the newest ones); 0 turns the pool off."""
@@ -309,10 +355,16 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     data: Any = {}
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"config file {path} is a directory, not a YAML file")
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path} is not a text (YAML) file") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
         if data is None:

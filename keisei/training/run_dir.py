@@ -7,9 +7,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from keisei.checkpoint import CheckpointNotFoundError, resolve_checkpoint, validate_name
+import torch
+
+from keisei.checkpoint import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    read_manifest,
+    resolve_checkpoint,
+    validate_name,
+)
 from keisei.checkpoint.run_layout import RunLayout
-from keisei.config import Config, ConfigError, add_extra_callbacks, load_config
+from keisei.config import (
+    Config,
+    ConfigError,
+    add_extra_callbacks,
+    load_config,
+    parse_opponent_spec,
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,7 @@ def plan_run(
     """
     if resume is None:
         config = add_extra_callbacks(load_config(config_path, overrides), callbacks)
+        check_runnable_here(config)
         name = validate_name(run_name or config.logging.run_name or default_run_name(), "run name")
         return RunPlan(config, Path(config.logging.model_dir) / name, None)
 
@@ -71,4 +86,31 @@ def plan_run(
     if config_path is None and not saved.is_file():
         raise ConfigError(f"cannot resume: {saved} is missing; pass --config")
     config = add_extra_callbacks(load_config(config_path or saved, overrides), callbacks)
+    check_runnable_here(config)
     return RunPlan(config, run_dir, checkpoint, resume_latest=resume == "latest")
+
+
+def check_runnable_here(config: Config) -> None:
+    """What a config cannot know by itself, checked before any file is written: the training
+    device exists on this machine, and every `checkpoint:` opponent is a checkpoint that loads
+    its manifest. Raises `ConfigError` naming the key."""
+    device = config.training.device
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            have = f"{count} CUDA device(s)" if count else "no CUDA device"
+            raise ConfigError(
+                f"'training.device' = {device!r}, but this machine has {have}; use "
+                "--set training.device=auto (or cpu)"
+            )
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"'training.device' = {device!r}, but MPS is not available here")
+    for index, spec in enumerate(config.evaluation.opponents):
+        kind, argument = parse_opponent_spec(spec)
+        if kind != "checkpoint":
+            continue
+        try:
+            read_manifest(resolve_checkpoint(argument))
+        except CheckpointError as exc:
+            raise ConfigError(f"'evaluation.opponents.{index}' = {spec!r}: {exc}") from None
