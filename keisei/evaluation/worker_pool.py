@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
+import signal
 import threading
 import traceback
 from collections import deque
@@ -47,6 +48,7 @@ def _lower_priority(nice: int) -> None:
 
 
 def _worker_main(conn: Connection, nice: int, threads: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # see _Worker: the parent stops its workers
     _lower_priority(nice)
     import torch
 
@@ -88,7 +90,18 @@ class _Worker:
         self.process: BaseProcess = context.Process(
             target=_worker_main, args=(child, nice, threads), name=name, daemon=True
         )
-        self.process.start()
+        # Ctrl-C in a terminal reaches the whole process group, and a worker still starting
+        # (importing) would die of it with a traceback: it inherits an ignored SIGINT (which
+        # survives exec; only the main thread can set it) and ignores it once it runs. The
+        # parent stops its workers itself.
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                self.process.start()
+            finally:
+                signal.signal(signal.SIGINT, previous)
+        else:
+            self.process.start()
         child.close()
         self.task: tuple[int, TaskFuture] | None = None
 

@@ -1,5 +1,6 @@
 """Ctrl-C during training: the first press asks to stop at the end of the epoch (a clean,
-exactly resumable checkpoint); the second stops at once."""
+exactly resumable checkpoint); the second stops at once. Once training is stopping (the final
+checkpoint, then teardown), further presses are noted and do not cut that short."""
 
 from __future__ import annotations
 
@@ -17,12 +18,29 @@ class StopRequested(KeyboardInterrupt):
 
 
 class GracefulInterrupt:
-    """First SIGINT: ask to stop after the epoch. Second: raise KeyboardInterrupt at once."""
+    """First SIGINT: ask to stop after the epoch. Second: raise KeyboardInterrupt at once.
+    During `stopping()`: only a log line."""
 
     def __init__(self) -> None:
         self.requested = False
+        self._stopping = False
+
+    @contextmanager
+    def stopping(self) -> Iterator[None]:
+        """The final checkpoint and teardown run inside: Ctrl-C does not interrupt them."""
+        self._stopping = True
+        try:
+            yield
+        finally:
+            self._stopping = False
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self._stopping:
+            log.get_logger("trainer").warning(
+                "Ctrl-C: training is already stopping; finishing the final checkpoint and "
+                "teardown first (kill the process to abandon them)"
+            )
+            return
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True

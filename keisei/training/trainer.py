@@ -278,19 +278,21 @@ class Trainer:
         (the final checkpoint is theirs to write) and everything acquired is released."""
         total = self.config.training.total_timesteps
         started = time.monotonic()
-        try:
-            with self._interrupt.installed():
+        with self._interrupt.installed():  # until teardown is done
+            try:
                 self.display.start(self.global_timestep, total)
                 try:
                     self._run(total)
                 except BaseException as exc:
                     self._failure = exc
-                    self.manager.on_exception(self.view, exc)
+                    with self._interrupt.stopping():
+                        self.manager.on_exception(self.view, exc)
                     raise
                 finally:
                     self.display.stop()
-        finally:
-            self._release()
+            finally:
+                with self._interrupt.stopping():
+                    self._release()
         return TrainingSummary(
             self.run_dir,
             self.global_timestep,

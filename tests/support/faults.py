@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import time
 from pathlib import Path
 
 from keisei.training.callbacks import Callback, TrainerView
@@ -27,3 +28,18 @@ class FillDiskAt(Callback):
             except OSError as exc:
                 if exc.errno != errno.ENOSPC:
                     raise
+
+
+class SlowClose(Callback):
+    """Makes teardown take a while: `close()` writes `<marker>.closing`, waits, then writes
+    `<marker>.closed` (so a test can press Ctrl-C during teardown)."""
+
+    def __init__(self, marker: str, seconds: float = 3.0) -> None:
+        super().__init__()
+        self.marker = marker
+        self.seconds = seconds
+
+    def close(self) -> None:
+        Path(f"{self.marker}.closing").write_text("")
+        time.sleep(self.seconds)
+        Path(f"{self.marker}.closed").write_text("")
