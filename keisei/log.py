@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sys
 import threading
 import time
@@ -131,12 +132,44 @@ class MetricSink(Protocol):
 
 
 class JsonlSink:
-    """Appends one JSON object per record to `metrics.jsonl`, flushed each time."""
+    """Appends one JSON object per record to `metrics.jsonl`, flushed each time.
 
-    def __init__(self, path: str | Path) -> None:
+    With `resume_step` (a run resumed from the checkpoint of that step), rows of a later step,
+    written by the run that went on past that checkpoint before it stopped, are dropped first
+    (the file is replaced atomically), so no step appears twice.
+    """
+
+    def __init__(self, path: str | Path, *, resume_step: int | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None and self.path.exists():
+            self._drop_rows_after(resume_step)
         self._file: IO[str] | None = self.path.open("a", encoding="utf-8")
+
+    def _drop_rows_after(self, step: int) -> None:
+        kept, dropped = [], 0
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                row_step = json.loads(line)["step"]
+            except (ValueError, KeyError, TypeError):
+                dropped += 1  # e.g. a line cut short by a crash
+                continue
+            if isinstance(row_step, int) and row_step <= step:
+                kept.append(line)
+            else:
+                dropped += 1
+        if not dropped:
+            return
+        temp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        temp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+        os.replace(temp, self.path)
+        get_logger("metrics").info(
+            "%s: dropped %d rows past step %d (written after the checkpoint this run resumes "
+            "from)",
+            self.path,
+            dropped,
+            step,
+        )
 
     def write(self, metrics: Mapping[str, float], step: int) -> None:
         if self._file is None:
@@ -154,12 +187,17 @@ class JsonlSink:
 
 
 class TensorBoardSink:
-    """TensorBoard event files in the run directory (`tensorboard --logdir runs/`)."""
+    """TensorBoard event files in the run directory (`tensorboard --logdir runs/`).
 
-    def __init__(self, directory: str | Path) -> None:
+    With `resume_step`, TensorBoard hides the events of later steps written before (its
+    `purge_step`), so a resumed run's curves do not show those steps twice.
+    """
+
+    def __init__(self, directory: str | Path, *, resume_step: int | None = None) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self._writer: SummaryWriter | None = SummaryWriter(log_dir=str(directory))
+        purge = None if resume_step is None else resume_step + 1
+        self._writer: SummaryWriter | None = SummaryWriter(log_dir=str(directory), purge_step=purge)
 
     def write(self, metrics: Mapping[str, float], step: int) -> None:
         if self._writer is None:

@@ -145,7 +145,7 @@ class Trainer:
 
         self._release_steps: list[tuple[str, Callable[[], None]]] = []
         try:
-            self._acquire(live)
+            self._acquire(live, resumed=resumed is not None)
         except BaseException:
             self._release()
             raise
@@ -159,7 +159,7 @@ class Trainer:
             sum(p.numel() for p in self.model.parameters()),
         )
 
-    def _acquire(self, live: bool) -> None:
+    def _acquire(self, live: bool, *, resumed: bool) -> None:
         """Take what a run holds; each piece is released by `_release`, newest first."""
         config = self.config
         release = self._release_steps
@@ -171,10 +171,15 @@ class Trainer:
         log.attach_log_file(self.layout.log)
         release.append(("log file", log.detach_log_file))
         dump_config(config, self.layout.config)
-        self.metrics = log.MetricsRecorder([log.JsonlSink(self.layout.metrics)])
+        resume_step = self.global_timestep if resumed else None  # rows past it are superseded
+        self.metrics = log.MetricsRecorder(
+            [log.JsonlSink(self.layout.metrics, resume_step=resume_step)]
+        )
         release.append(("metrics", self.metrics.close))
         if config.logging.tensorboard:
-            self.metrics.add_sink(log.TensorBoardSink(self.layout.tensorboard))
+            self.metrics.add_sink(
+                log.TensorBoardSink(self.layout.tensorboard, resume_step=resume_step)
+            )
         if config.logging.wandb:
             self.metrics.add_sink(
                 log.WandbSink(

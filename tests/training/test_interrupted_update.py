@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from keisei.checkpoint import CheckpointStore, load_checkpoint, read_manifest
+from keisei.log import read_metrics
 from keisei.training.run_dir import RunPlan, plan_run
 from keisei.training.trainer import Trainer
 from tests.support.tiny_config import TINY
@@ -97,3 +99,24 @@ def test_ctrl_c_once_stops_at_the_epoch_boundary_with_a_clean_latest(tmp_path: P
     assert checkpoint.step == 192
     assert checkpoint.manifest["clean"] is True
     assert "StopRequested" in checkpoint.manifest["failure"]
+
+
+def test_metrics_past_the_resumed_checkpoint_are_dropped_so_no_step_appears_twice(
+    tmp_path: Path,
+):
+    overrides = ("logging.tensorboard=true",)
+    interrupted = Trainer(tiny_plan(tmp_path, "metrics", *overrides))
+    press_ctrl_c_twice_during_update(interrupted, update=4, after_steps=1)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.train()
+    run = tmp_path / "metrics"
+    before = [r["step"] for r in read_metrics(run / "metrics.jsonl") if "ppo/policy_loss" in r]
+    assert before == [64, 128, 192]  # 192 came after the checkpoint of 128
+
+    Trainer(tiny_plan(tmp_path, "metrics", *overrides, resume="latest")).train()
+
+    after = [r["step"] for r in read_metrics(run / "metrics.jsonl") if "ppo/policy_loss" in r]
+    assert after == [64, 128, 192, 256]
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("ppo/policy_loss")] == [64, 128, 192, 256]
