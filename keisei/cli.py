@@ -51,11 +51,15 @@ def _latest_line(run_dir: Path, final_step: int) -> str:
 def _cmd_train(args: argparse.Namespace) -> int:
     from keisei.training.callbacks import CriticalCallbackError
     from keisei.training.run_dir import plan_run
-    from keisei.training.trainer import StopRequested, Trainer
+    from keisei.training.trainer import RunDirectoryError, StopRequested, Trainer
 
     plan = plan_run(args.config, args.overrides, args.run_name, args.resume, args.callbacks)
     live = args.live if args.live is not None else sys.stderr.isatty()
-    trainer = Trainer(plan, live=live)
+    try:
+        trainer = Trainer(plan, live=live)
+    except RunDirectoryError as exc:
+        get_logger().error("%s", exc)
+        return 1
     try:
         summary = trainer.train()
     except KeyboardInterrupt as exc:
@@ -129,6 +133,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             random_opening_plies=args.opening_plies,
             usi_byoyomi_ms=args.byoyomi,
             usi_nodes=args.nodes,
+            usi_timeout_s=args.timeout,
             on_game=lambda _: progress.advance(task),
         )
     result = outcome.result
@@ -235,6 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--opening-plies", type=int, default=4)
     evaluate.add_argument("--byoyomi", type=int, default=100, help="ms per move for usi: engines")
     evaluate.add_argument("--nodes", type=int, default=None, help="node limit for usi: engines")
+    evaluate.add_argument(
+        "--timeout", type=float, default=30.0, metavar="SECONDS",
+        help="how long a usi: engine may take to start, to begin a game or (beyond its byoyomi) "
+        "to move before it loses that game (default: 30)",
+    )  # fmt: skip
     evaluate.set_defaults(func=_cmd_evaluate)
 
     ratings = commands.add_parser("ratings", help="maximum-likelihood Elo of a run's players")

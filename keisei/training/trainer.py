@@ -70,6 +70,10 @@ class TrainingSummary:
     seconds: float
 
 
+class RunDirectoryError(RuntimeError):
+    """The run directory cannot be written (read-only, full, not a directory)."""
+
+
 def _describe(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return text[:500]
@@ -146,6 +150,12 @@ class Trainer:
         self._release_steps: list[tuple[str, Callable[[], None]]] = []
         try:
             self._acquire(live, resumed=resumed is not None)
+        except OSError as exc:
+            self._release()
+            raise RunDirectoryError(
+                f"cannot write the run directory {self.run_dir}: {exc.strerror or exc} "
+                f"({exc.filename or self.run_dir})"
+            ) from exc
         except BaseException:
             self._release()
             raise

@@ -70,3 +70,28 @@ def test_a_full_disk_stops_training_with_the_cause_named(
         assert f"checkpoint saved: {small_disk / name}\n" not in log
     assert "training FAILED at step 320" in err
     assert "latest checkpoint: " in err and "step_000000064 (step 64: OLDER than" in err
+
+
+def test_a_read_only_run_directory_is_refused_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    args = ["train", "--no-live", "--run-name", "ro"]
+    for override in [*TINY, f"logging.model_dir={tmp_path}", "training.total_timesteps=64"]:
+        args += ["--set", override]
+    assert main(args) == 0
+    run = tmp_path / "ro"
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    if not _run("mount", "--bind", str(run), str(run)):
+        pytest.skip("cannot bind-mount here (needs root/CAP_SYS_ADMIN)")
+    try:
+        if not _run("mount", "-o", "remount,bind,ro", str(run)):
+            pytest.skip("cannot remount read-only here")
+        code = main([*args[:4], "--resume", str(run), "--set", "training.total_timesteps=128"])
+    finally:
+        if not _run("umount", str(run)):
+            _run("umount", "-l", str(run))
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "cannot write the run directory" in err[-1] and "Read-only file system" in err[-1]
+    assert "Traceback" not in "\n".join(err)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
