@@ -1,8 +1,14 @@
-"""Durable file operations: checksummed safetensors files, fsync, atomic small files.
+"""Durable file operations: checksummed safetensors files, the self-checksummed manifest, fsync,
+atomic small files.
 
 A checkpoint survives a crash only if its bytes reach the disk before the rename that publishes
 it. These helpers write, `fsync` the file, and `fsync` the directory that holds a new name; on
 platforms without directory fsync (Windows) that step is skipped.
+
+The manifest holds the sha256 of every data file, and `manifest_sha256`, the sha256 of its own
+content: the canonical JSON (`canonical_json`: keys sorted, no spaces, ASCII only, no NaN or
+infinity) of the manifest without that field. The digest is over the content, not the file's
+bytes, so it holds whatever the file's layout, and anything that parses to other content fails it.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import os
 import secrets
 import struct
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +28,7 @@ from typing import Any
 import torch
 
 from keisei.checkpoint.errors import CheckpointError
+from keisei.checkpoint.layout import MANIFEST_DIGEST
 
 _CHUNK = 1 << 22
 SAFETENSORS_DTYPES: dict[torch.dtype, str] = {
@@ -130,6 +138,40 @@ def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> FileRecord:
                 _write_all(handle, memoryview(data), digest)
         os.fsync(handle.fileno())
     return FileRecord(digest.hexdigest(), 8 + len(text) + offset)
+
+
+def canonical_json(value: Any) -> bytes:
+    """The one serialisation of a JSON value that digests are computed over.
+
+    Raises `ValueError` for a non-finite float (which strict JSON cannot hold).
+    """
+    text = json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
+    return text.encode("ascii")
+
+
+def manifest_digest(manifest: Mapping[str, Any]) -> str:
+    """sha256 (hex) of `manifest`'s canonical JSON, without its `manifest_sha256` field.
+
+    Raises `ValueError` if the manifest holds a non-finite float.
+    """
+    body = {key: value for key, value in manifest.items() if key != MANIFEST_DIGEST}
+    return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def seal_manifest(manifest: Mapping[str, Any]) -> bytes:
+    """The bytes of `manifest.json`: `manifest` with its own digest as its last field.
+
+    The bytes are parsed back and checked here, so a manifest that a reader could not verify
+    (a value whose JSON does not read back as itself) fails the save instead of the load.
+    """
+    body = {key: value for key, value in manifest.items() if key != MANIFEST_DIGEST}
+    digest = manifest_digest(body)
+    data = json.dumps({**body, MANIFEST_DIGEST: digest}, allow_nan=False).encode("ascii")
+    if manifest_digest(json.loads(data)) != digest:
+        raise CheckpointError("the manifest does not read back as written; refusing to save it")
+    return data
 
 
 def write_durable(path: Path, data: bytes) -> None:

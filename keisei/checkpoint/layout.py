@@ -19,8 +19,16 @@ from keisei.checkpoint.errors import (
 from keisei.log import get_logger
 
 FORMAT_NAME = "keisei-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""1: the first format. 2: the manifest carries `manifest_sha256`, the checksum of its own content
+(see `keisei.checkpoint.files.manifest_digest`); version 1 manifests still load, with a warning."""
 MANIFEST = "manifest.json"
+MANIFEST_DIGEST = "manifest_sha256"
+"""The manifest's field holding the sha256 of its own canonical content, without this field."""
+MANIFEST_DIGEST_SINCE = 2
+"""The first format version whose manifests must carry `MANIFEST_DIGEST`. Every later version
+keeps it, computed the same way: that is how an older reader tells a newer checkpoint (its
+checksum holds) from a damaged one (it does not)."""
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 POINTER = "latest"
@@ -33,6 +41,7 @@ TRASH_PREFIX = ".trash-"
 STEP_DIGITS = 9
 
 _STEP_NAME = re.compile(rf"step_(\d{{{STEP_DIGITS},}})")
+_ANY_CHECKPOINT_NAME = re.compile(_STEP_NAME.pattern + f"({re.escape(INTERRUPTED_SUFFIX)})?")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 _logger = get_logger("checkpoint")
@@ -63,6 +72,13 @@ def step_of(name: str) -> int | None:
     """The step in a checkpoint directory name, or None if `name` is not one."""
     match = _STEP_NAME.fullmatch(name)
     return int(match.group(1)) if match else None
+
+
+def parse_checkpoint_name(name: str) -> tuple[int, bool] | None:
+    """`(step, clean)` of a checkpoint directory name, interrupted ones (`step_...-interrupted`,
+    `clean` False) included; None if `name` is neither kind."""
+    match = _ANY_CHECKPOINT_NAME.fullmatch(name)
+    return (int(match.group(1)), match.group(2) is None) if match else None
 
 
 def run_checkpoint_dir(model_dir: str | Path, run_name: str) -> Path:

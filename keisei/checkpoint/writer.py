@@ -32,6 +32,7 @@ from keisei.checkpoint.files import (
     FileRecord,
     fsync_dir,
     replace_atomic,
+    seal_manifest,
     write_durable,
     write_tensors,
 )
@@ -84,7 +85,7 @@ class CheckpointWriter:
                     temp / OPTIMIZER_FILE, snapshot.optimizer_tensors
                 )
             manifest = {**snapshot.manifest, "files": {k: v.to_json() for k, v in files.items()}}
-            write_durable(temp / MANIFEST, json.dumps(manifest, allow_nan=False).encode())
+            write_durable(temp / MANIFEST, seal_manifest(manifest))
             fsync_dir(temp)
             if os.path.lexists(target):  # the same step saved again: replace it
                 trash = directory / f"{TRASH_PREFIX}{snapshot.name}-{secrets.token_hex(4)}"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -105,3 +109,24 @@ def expected_weights(model: nn.Module, step: int) -> dict[str, torch.Tensor]:
 def leftovers(directory: Path) -> list[str]:
     """Temporary or half-deleted entries in a store directory."""
     return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
+
+
+def manifest_sha256(manifest: dict[str, Any]) -> str:
+    """The manifest's own checksum as the format defines it, computed independently of Keisei:
+    sha256 of the JSON without `manifest_sha256`, keys sorted, no spaces, ASCII, no NaN."""
+    body = {key: value for key, value in manifest.items() if key != "manifest_sha256"}
+    text = json.dumps(
+        body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def edit_manifest(checkpoint: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Change a checkpoint's manifest with `edit` and update its own checksum, if it has one (as
+    a tool that knows the format would), so what is tested is the reader's other checks."""
+    path = checkpoint / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    edit(manifest)
+    if "manifest_sha256" in manifest:
+        manifest["manifest_sha256"] = manifest_sha256(manifest)
+    path.write_text(json.dumps(manifest), encoding="utf-8")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +21,7 @@ from tests.checkpoint.helpers import (
     ARCHITECTURE,
     TinyNet,
     assert_same_tensors,
+    edit_manifest,
     make_state,
     make_training,
     train_step,
@@ -138,23 +139,22 @@ def test_pointer_is_followed_even_when_newer_directories_exist(
 
 
 def test_newer_format_version_is_refused_clearly(store_with_three: CheckpointStore) -> None:
-    manifest_path = store_with_three.directory / "step_000000030" / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["format_version"] = 99
-    manifest_path.write_text(json.dumps(manifest))
+    """A newer checkpoint (its own checksum holds) asks for an upgrade, not a fallback."""
+    target = store_with_three.directory / "step_000000030"
+    edit_manifest(target, lambda manifest: manifest.update(format_version=99))
     with pytest.raises(CheckpointFormatError, match="format version 99"):
-        load_checkpoint(manifest_path.parent)
+        load_checkpoint(target)
 
 
 def test_manifest_naming_a_file_outside_is_refused(store_with_three: CheckpointStore) -> None:
-    manifest_path = store_with_three.directory / "step_000000030" / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["files"]["../step_000000020/model.safetensors"] = manifest["files"][
-        "model.safetensors"
-    ]
-    manifest_path.write_text(json.dumps(manifest))
+    def add_outside(manifest: dict[str, Any]) -> None:
+        files = manifest["files"]
+        files["../step_000000020/model.safetensors"] = files["model.safetensors"]
+
+    target = store_with_three.directory / "step_000000030"
+    edit_manifest(target, add_outside)  # resealed: refused for the name, not the checksum
     with pytest.raises(CheckpointCorruptError, match="unsafe file name"):
-        load_checkpoint(manifest_path.parent)
+        load_checkpoint(target)
 
 
 def test_other_architecture_is_refused_before_loading(store_with_three: CheckpointStore) -> None:

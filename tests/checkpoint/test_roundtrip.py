@@ -99,7 +99,7 @@ def test_metadata_round_trips_with_types(tmp_path: Path) -> None:
     assert checkpoint.config_hash == "c0ffee"
     assert checkpoint.architecture == ARCHITECTURE
     assert checkpoint.metrics == {"evaluation/elo": 1510.5}
-    assert checkpoint.manifest["format_version"] == 1
+    assert checkpoint.manifest["format_version"] == 2
     assert set(checkpoint.manifest["files"]) == {"model.safetensors", "optimizer.safetensors"}
 
 
