@@ -2,7 +2,7 @@
 
 A checkpoint is a directory `step_000123456/` holding `model.safetensors`, `optimizer.safetensors`
 (optimizer, scheduler and scaler tensors) and `manifest.json` (everything else, with the sha256
-of each data file). A save copies the state to CPU memory, which is all the training loop waits
+of each data file and of its own content). A save copies the state to CPU memory, which is all the training loop waits
 for; a background thread writes into a temporary directory beside the target, fsyncs, renames it
 into place, updates the `latest` pointer atomically, then applies the retention policy, and logs
 the checkpoint as saved only then. At most one write is in flight. A failed write is logged at

@@ -1,8 +1,8 @@
 """Committing a snapshot to disk: the atomic write protocol, then retention.
 
 1. Write the data files into a temporary directory beside the target (`.tmp-step_...-xxxx`),
-   fsync each file; write `manifest.json` last (with every file's sha256), fsync it and the
-   directory. A directory without a manifest is never a checkpoint.
+   fsync each file; write `manifest.json` last (with every file's sha256, and a sha256 of its own
+   content), fsync it and the directory. A directory without a manifest is never a checkpoint.
 2. Rename the temporary directory to `step_...` and fsync the store directory.
 3. Replace the `latest` pointer atomically (write, fsync, rename, fsync).
 4. Apply the retention policy, never touching what `latest` names.
@@ -18,7 +18,6 @@ half-deleted directory is never mistaken for a checkpoint.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 
 from keisei.checkpoint.codec import decode
-from keisei.checkpoint.errors import CheckpointCorruptError
+from keisei.checkpoint.errors import CheckpointCorruptError, CheckpointError
 from keisei.checkpoint.files import (
     FileRecord,
     fsync_dir,
@@ -47,6 +46,7 @@ from keisei.checkpoint.layout import (
     read_pointer,
     step_of,
 )
+from keisei.checkpoint.load import read_manifest
 from keisei.checkpoint.results import read_evaluation
 from keisei.checkpoint.retention import RetentionPolicy
 from keisei.checkpoint.snapshot import Snapshot
@@ -125,11 +125,11 @@ class CheckpointWriter:
         if evaluated is not None and metric in evaluated:
             return evaluated[metric]
         try:
-            manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+            manifest = read_manifest(path)  # verified: a damaged one sways nothing
             value = decode(manifest.get("metrics", {}), {}).get(metric)
-            return float(value) if isinstance(value, int | float) else None
-        except (OSError, ValueError, AttributeError):
+        except (CheckpointError, ValueError, AttributeError):
             return None
+        return float(value) if isinstance(value, int | float) else None
 
     def _apply_retention(self) -> None:
         """Delete what the policy does not keep; a failure here loses nothing, so it only warns."""
