@@ -1,14 +1,14 @@
 """The checkpoint store: atomic, asynchronous, checksummed, safe to load, resumable.
 
 A checkpoint is a directory `step_000123456/` holding `model.safetensors`, `optimizer.safetensors`
-(optimizer, scheduler and scaler tensors) and `manifest.json` (everything else, with the sha256
-of each data file and of its own content). A save copies the state to CPU memory, which is all the training loop waits
-for; a background thread writes into a temporary directory beside the target, fsyncs, renames it
-into place, updates the `latest` pointer atomically, then applies the retention policy, and logs
-the checkpoint as saved only then. At most one write is in flight. A failed write is logged at
-once; it never stops the next `save()` from being tried. How each write ended is handed out by
-`take_outcomes()` (the checkpoint callback counts failures in a row with it), and a failure
-nobody took is raised by `flush()` or `close()`. A `save(..., wait=True)` (or a synchronous
+(optimizer, scheduler and scaler tensors) and `manifest.json` (everything else, with the sha256 of
+each data file and of its own content). A save copies the state to CPU memory, which is all the
+training loop waits for; a background thread writes into a temporary directory beside the target,
+fsyncs, renames it into place, updates the `latest` pointer atomically, then applies the retention
+policy, and logs the checkpoint as saved only then. At most one write is in flight. A failed write
+is logged at once; it never stops the next `save()` from being tried. How each write ended is
+handed out by `take_outcomes()` (the checkpoint callback counts failures in a row with it), and a
+failure nobody took is raised by `flush()` or `close()`. A `save(..., wait=True)` (or a synchronous
 store) raises its own failure at once. Loading verifies every checksum and never uses pickle.
 
 Typical use::
