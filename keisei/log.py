@@ -164,8 +164,7 @@ class JsonlSink:
         temp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
         os.replace(temp, self.path)
         get_logger("metrics").info(
-            "%s: dropped %d rows past step %d (written after the checkpoint this run resumes "
-            "from)",
+            "%s: dropped %d rows past step %d (written after the checkpoint this run resumes from)",
             self.path,
             dropped,
             step,

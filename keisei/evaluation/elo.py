@@ -4,6 +4,13 @@ One database file per run (`elo.sqlite` in the run directory), in WAL mode so th
 background evaluation process can write at the same time; each write is one `BEGIN IMMEDIATE`
 transaction and waits (busy timeout) rather than fails while another process holds the lock.
 
+Several processes may open a new database at the same moment. Switching it to WAL mode needs the
+file to itself, and SQLite answers "database is locked" at once there, without its busy handler;
+so opening retries that switch and the schema creation with a short randomised backoff until
+`timeout_s` has passed, then raises `EloDatabaseBusyError` naming the file. Nothing is ever
+dropped quietly: a write either commits or raises (a failed `COMMIT` is retried, then rolled
+back and raised; no transaction is left open for `close()` to discard with later games).
+
 Ratings here are incremental per-game Elo (factor `k`) for the live display, with the anchor
 player (the random player by default) fixed at `anchor_rating`. `keisei ratings` fits
 maximum-likelihood ratings over all games instead (see `bradley_terry.py`).
@@ -11,15 +18,25 @@ maximum-likelihood ratings over all games instead (see `bradley_terry.py`).
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final, TypeVar
 
 from keisei.evaluation.bradley_terry import FittedRating, expected_score, fit_ratings
 from keisei.evaluation.result import GameResult
+from keisei.log import get_logger
+
+_log = get_logger("evaluation.elo")
+_T = TypeVar("_T")
+RETRY_FIRST_S: Final = 0.002
+"""The first pause before retrying a statement SQLite refused as busy; it doubles each time."""
+RETRY_MAX_S: Final = 0.05
+"""The longest pause between two tries (randomised down to half, so writers spread out)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS players (
@@ -71,8 +88,24 @@ class GameRow:
     """The player being evaluated in this game (None when not recorded)."""
 
 
+class EloDatabaseBusyError(sqlite3.OperationalError):
+    """The Elo database stayed locked by other processes for longer than the timeout."""
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite refused because another connection holds a lock (worth retrying)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
 class EloRegistry:
-    """Players, games and incremental Elo ratings of one run."""
+    """Players, games and incremental Elo ratings of one run.
+
+    `timeout_s` bounds every wait for another process's lock: opening, each write and its
+    commit. Past it, `EloDatabaseBusyError` names the file and what was being done.
+    """
 
     def __init__(
         self,
@@ -83,16 +116,32 @@ class EloRegistry:
         anchor_rating: float = 0.0,
         timeout_s: float = 60.0,
     ) -> None:
+        if timeout_s <= 0:
+            raise ValueError(f"Elo registry {path}: timeout_s must be positive, got {timeout_s}")
         self.path = Path(path)
         self.k = k
         self.anchor = anchor
         self.anchor_rating = anchor_rating
+        self.timeout_s = timeout_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + timeout_s
         self._db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
-        with self._write():
+        try:
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+            mode = self._retry(self._enable_wal, deadline, "switching it to WAL mode")
+            if mode.lower() != "wal":  # e.g. a file system without shared memory
+                _log.warning("Elo database %s: journal mode is %s, not WAL", self.path, mode)
+            self._retry(lambda: self._create_schema(deadline), deadline, "creating its tables")
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _enable_wal(self) -> str:
+        return str(self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+
+    def _create_schema(self, deadline: float) -> None:
+        with self._write(deadline):
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
@@ -100,15 +149,44 @@ class EloRegistry:
             if "subject" not in columns:  # databases written before the column existed
                 self._db.execute("ALTER TABLE games ADD COLUMN subject TEXT")
 
+    def _retry(self, action: Callable[[], _T], deadline: float, doing: str) -> _T:
+        """`action()`, tried again after a short randomised pause each time SQLite answers busy
+        or locked, until `deadline`; then `EloDatabaseBusyError` naming the file."""
+        pause = RETRY_FIRST_S
+        while True:
+            try:
+                return action()
+            except EloDatabaseBusyError:
+                raise
+            except sqlite3.OperationalError as exc:
+                remaining = deadline - time.monotonic()
+                if not _busy(exc):
+                    raise
+                if remaining <= 0:
+                    raise EloDatabaseBusyError(
+                        f"Elo database {self.path}: still locked by another process after "
+                        f"{self.timeout_s:g} s while {doing} ({exc})"
+                    ) from exc
+                time.sleep(min(remaining, random.uniform(pause / 2, pause)))
+                pause = min(pause * 2, RETRY_MAX_S)
+
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+    def _write(self, deadline: float | None = None) -> Iterator[sqlite3.Connection]:
+        """One `BEGIN IMMEDIATE` transaction: committed, or rolled back and the error raised.
+        Waits for other writers until `deadline` (default: `timeout_s` from now)."""
+        if deadline is None:
+            deadline = time.monotonic() + self.timeout_s
+        self._retry(lambda: self._db.execute("BEGIN IMMEDIATE"), deadline, "starting a write")
         try:
             yield self._db
+            self._retry(lambda: self._db.execute("COMMIT"), deadline, "committing a write")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error as rollback_error:
+                    _log.error("Elo database %s: rollback failed: %s", self.path, rollback_error)
             raise
-        self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()

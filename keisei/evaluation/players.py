@@ -217,6 +217,12 @@ def checkpoint_player_name(checkpoint: Path) -> str:
 class UsiPlayer:
     """An external USI engine in a subprocess, with time limits. Hangs and crashes lose games.
 
+    One engine process serves all the games of a match: each game begins with `usinewgame`. It is
+    replaced only after it crashed or hung (it is killed then), and an engine found dead between
+    games is restarted before the next game rather than losing it. `timeout_s` bounds every wait
+    for the engine: the start-up handshake (`usiok`, `readyok`), each new game, and each move
+    beyond its byoyomi. A timeout loses the game as `engine_timeout`, a crash as `engine_crash`.
+
     Its default name says everything that sets its strength (options, byoyomi, nodes), so the Elo
     registry keeps differently limited engines apart. It has no depth limit.
     """
@@ -225,6 +231,8 @@ class UsiPlayer:
     step = None
     DEFAULT_BYOYOMI_MS = 1000
     """The byoyomi sent when neither byoyomi nor nodes is given (as `UsiEngine.best_move`)."""
+    QUIT_GRACE_S = 5.0
+    """At most this long (and never beyond `timeout_s`) for the engine to obey `quit`."""
 
     def __init__(
         self,
@@ -238,6 +246,8 @@ class UsiPlayer:
     ) -> None:
         if byoyomi_ms is None and nodes is None:
             byoyomi_ms = self.DEFAULT_BYOYOMI_MS
+        if not timeout_s > 0:
+            raise ValueError(f"USI engine {command!r}: timeout must be positive, got {timeout_s}")
         self.command = command
         self.path = command
         self.byoyomi_ms, self.nodes, self.timeout_s = byoyomi_ms, nodes, timeout_s
@@ -254,49 +264,76 @@ class UsiPlayer:
             words.append(f"nodes={self.nodes}")
         return "".join(f" {word}" for word in words)
 
-    def _ensure_engine(self) -> None:
+    def _ensure_engine(self) -> UsiEngine:
         if self._engine is None:
-            engine = UsiEngine(self.command, options=self._options, name=self.name)
+            engine = UsiEngine(
+                self.command,
+                options=self._options,
+                name=self.name,
+                startup_timeout_s=self.timeout_s,
+            )
             try:
                 engine.start()
             except UsiError as exc:
-                engine.quit()
-                raise PlayerFailure("engine_crash", f"{self.name} failed to start: {exc}") from exc
+                engine.quit(timeout_s=self._quit_grace_s)
+                raise PlayerFailure(
+                    self._failure_reason(exc), f"{self.name} failed to start: {exc}"
+                ) from exc
             self._engine = engine
+        return self._engine
 
     def new_game(self) -> None:
-        self._ensure_engine()
-        assert self._engine is not None
+        engine = self._engine
+        if engine is not None and not engine.running:
+            self._restart_after(f"exited between games (exit code {engine.returncode})")
+            engine = None
+        if engine is not None:
+            try:
+                engine.new_game(self.timeout_s)
+                return
+            except UsiTimeoutError as exc:  # a hang: killed, and this game is lost
+                self._restart_after(exc)
+                raise PlayerFailure("engine_timeout", f"{self.name}: {exc}") from exc
+            except UsiError as exc:  # died before this game began: a fresh one plays it
+                self._restart_after(exc)
+        engine = self._ensure_engine()
         try:
-            self._engine.new_game()
+            engine.new_game(self.timeout_s)
         except UsiError as exc:
             self._restart_after(exc)
-            raise PlayerFailure("engine_crash", f"{self.name}: {exc}") from exc
+            raise PlayerFailure(self._failure_reason(exc), f"{self.name}: {exc}") from exc
 
     def choose(self, game: ShogiGame) -> str:
-        self._ensure_engine()
-        assert self._engine is not None
+        engine = self._ensure_engine()
         try:
-            return self._engine.best_move(
+            return engine.best_move(
                 game.usi_position(),
                 byoyomi_ms=self.byoyomi_ms,
                 nodes=self.nodes,
                 movetime_timeout_s=self.timeout_s,
             )
         except UsiError as exc:
-            reason = "engine_timeout" if isinstance(exc, UsiTimeoutError) else "engine_crash"
             self._restart_after(exc)
-            raise PlayerFailure(reason, f"{self.name}: {exc}") from exc
+            raise PlayerFailure(self._failure_reason(exc), f"{self.name}: {exc}") from exc
 
-    def _restart_after(self, exc: Exception) -> None:
-        _log.warning("%s failed (%s); it is restarted for the next game", self.name, exc)
+    @staticmethod
+    def _failure_reason(exc: UsiError) -> str:
+        """The end reason of a game lost to an engine failure."""
+        return "engine_timeout" if isinstance(exc, UsiTimeoutError) else "engine_crash"
+
+    @property
+    def _quit_grace_s(self) -> float:
+        return min(self.timeout_s, self.QUIT_GRACE_S)
+
+    def _restart_after(self, why: object) -> None:
+        _log.warning("%s failed (%s); a fresh process plays its next game", self.name, why)
         if self._engine is not None:
-            self._engine.quit()
+            self._engine.quit(timeout_s=self._quit_grace_s)
         self._engine = None
 
     def close(self) -> None:
         if self._engine is not None:
-            self._engine.quit()
+            self._engine.quit(timeout_s=self._quit_grace_s)
             self._engine = None
 
 

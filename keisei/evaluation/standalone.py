@@ -44,9 +44,15 @@ def evaluate_checkpoint(
     usi_timeout_s: float = 30.0,
     on_game: Callable[[GameResult], None] | None = None,
 ) -> StandaloneOutcome:
-    """Play `games` games and record them; raises a clear error for a bad checkpoint/opponent."""
+    """Play `games` games and record them; raises a clear error for a bad checkpoint/opponent.
+
+    `usi_timeout_s` bounds every wait for a `usi:` opponent (start-up, new game, each move); an
+    engine that does not answer in time loses that game (`engine_timeout`).
+    """
     if games < 1:
         raise ValueError(f"--games must be at least 1, got {games}")
+    if not usi_timeout_s > 0:
+        raise ValueError(f"--timeout must be a positive number of seconds, got {usi_timeout_s}")
     agent = load_checkpoint_player(checkpoint, greedy=greedy, seed=seed)
     opponent = make_opponent(
         opponent_spec,

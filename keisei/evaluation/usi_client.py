@@ -58,7 +58,8 @@ class UsiEngine:
 
     `command` is an argument list or a shell-like string (split with `shlex`, never run by a
     shell). `options` are sent with `setoption` after `usi`. `name` labels the engine in messages
-    (default: the executable's file name).
+    (default: the executable's file name). `startup_timeout_s` bounds each wait of the handshake
+    (`usiok`, `readyok`) and of `new_game`; `best_move` has its own limit.
     """
 
     def __init__(
@@ -138,10 +139,11 @@ class UsiEngine:
             raise
         _logger.debug("engine %s started (pid %s): %s", self.name, self.pid, self.engine_name)
 
-    def new_game(self) -> None:
-        """`usinewgame`, then `isready` → `readyok`."""
+    def new_game(self, timeout_s: float | None = None) -> None:
+        """`usinewgame`, then `isready` → `readyok` within `timeout_s` (default: the start-up
+        timeout); `UsiTimeoutError` (the engine is killed) if it does not come."""
         self.send_line("usinewgame")
-        self._ready(self.startup_timeout_s, "usinewgame")
+        self._ready(self.startup_timeout_s if timeout_s is None else timeout_s, "usinewgame")
 
     def best_move(
         self,

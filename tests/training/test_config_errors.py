@@ -18,10 +18,16 @@ CPU_ONLY = not torch.cuda.is_available()
     ("args", "named"),
     [
         (["--set", "training.device=warp-drive"], "'training.device' = 'warp-drive'"),
-        pytest.param(["--set", "training.device=cuda"], "'training.device' = 'cuda'",
-                     marks=pytest.mark.skipif(not CPU_ONLY, reason="CUDA is here")),  # fmt: skip
-        pytest.param(["--config", str(REPO / "configs" / "gpu.yaml")], "'training.device' = 'cuda'",
-                     marks=pytest.mark.skipif(not CPU_ONLY, reason="CUDA is here")),  # fmt: skip
+        pytest.param(
+            ["--set", "training.device=cuda"],
+            "'training.device' = 'cuda'",
+            marks=pytest.mark.skipif(not CPU_ONLY, reason="CUDA is here"),
+        ),  # fmt: skip
+        pytest.param(
+            ["--config", str(REPO / "configs" / "gpu.yaml")],
+            "'training.device' = 'cuda'",
+            marks=pytest.mark.skipif(not CPU_ONLY, reason="CUDA is here"),
+        ),  # fmt: skip
         (["--config", "{tmp}"], "is a directory"),
         (["--config", "{tmp}/binary.yaml"], "is not a text (YAML) file"),
         (["--set", "evaluation.opponents=[radnom]"], "'evaluation.opponents.0' = 'radnom'"),
