@@ -16,6 +16,7 @@ import cshogi
 import numpy as np
 import torch
 
+from keisei.config import parse_opponent_spec
 from keisei.evaluation.usi_client import UsiEngine, UsiError, UsiTimeoutError
 from keisei.log import get_logger
 from keisei.model import ActorCritic, Architecture, masked_logits
@@ -347,22 +348,19 @@ def make_opponent(
     usi_nodes: int | None = None,
     usi_timeout_s: float = 30.0,
 ) -> Player:
-    """Build an opponent from `random`, `greedy`, `checkpoint:PATH` or `usi:COMMAND`."""
-    kind, _, argument = spec.partition(":")
-    if spec == "random":
+    """Build an opponent from `random`, `greedy`, `checkpoint:PATH` or `usi:COMMAND` (the one
+    spec grammar, `keisei.config.parse_opponent_spec`; ValueError for anything else)."""
+    kind, argument = parse_opponent_spec(spec)
+    if kind == "random":
         return RandomPlayer(seed)
-    if spec == "greedy":
+    if kind == "greedy":
         return GreedyPlayer(seed)
-    if kind == "checkpoint" and argument:
+    if kind == "checkpoint":
         return load_checkpoint_player(argument, seed=seed, device=device)
-    if kind == "usi" and argument:
-        return UsiPlayer(
-            argument,
-            options=options,
-            byoyomi_ms=usi_byoyomi_ms,
-            nodes=usi_nodes,
-            timeout_s=usi_timeout_s,
-        )
-    raise ValueError(
-        f"unknown opponent {spec!r}: expected random, greedy, checkpoint:PATH or usi:COMMAND"
+    return UsiPlayer(
+        argument,
+        options=options,
+        byoyomi_ms=usi_byoyomi_ms,
+        nodes=usi_nodes,
+        timeout_s=usi_timeout_s,
     )
