@@ -231,29 +231,15 @@ class _CheckpointEvaluations:
         return _report(trainer, self.name, result)
 
 
-def _evaluator(trainer: TrainerView, name: str) -> Evaluator:
-    evaluator = trainer.evaluator
-    if evaluator is None:
-        raise RuntimeError(f"{name}: an evaluation is due but the trainer has no evaluator")
-    return evaluator
-
-
-class EvaluationCallback(Callback):
-    """Evaluates the checkpoint of every `interval`-th step in the training process.
-
-    When due at step S it asks for a checkpoint at S (`wants_checkpoint`); the evaluation runs at
-    the next epoch end (or at the end of training), once that checkpoint is committed. The loop
-    waits for it.
-    """
+class _RatesCheckpoints:
+    """What both evaluation callbacks share: when due they queue the step (and ask for its
+    checkpoint); after a resume, what was not finished runs again; the display reads the latest
+    result. The class using it sets `self._evaluations` and `self._restored`."""
 
     polls = True
     needs_checkpoint = True
-
-    def __init__(self, interval: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.schedule = EveryNSteps(interval)
-        self._evaluations = _CheckpointEvaluations(self.name)
-        self._restored: list[int] = []
+    _evaluations: _CheckpointEvaluations
+    _restored: list[int]
 
     @property
     def last_result(self) -> EvaluationResult | None:
@@ -267,11 +253,33 @@ class EvaluationCallback(Callback):
         self._evaluations.restore(self._restored, trainer.logger)
         self._restored = []
 
+    def wants_checkpoint(self, step: int) -> bool:
+        return step in self._evaluations.waiting  # not when the trigger was skipped
+
+
+def _evaluator(trainer: TrainerView, name: str) -> Evaluator:
+    evaluator = trainer.evaluator
+    if evaluator is None:
+        raise RuntimeError(f"{name}: an evaluation is due but the trainer has no evaluator")
+    return evaluator
+
+
+class EvaluationCallback(_RatesCheckpoints, Callback):
+    """Evaluates the checkpoint of every `interval`-th step in the training process.
+
+    When due at step S it asks for a checkpoint at S (`wants_checkpoint`); the evaluation runs at
+    the next epoch end (or at the end of training), once that checkpoint is committed. The loop
+    waits for it.
+    """
+
+    def __init__(self, interval: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.schedule = EveryNSteps(interval)
+        self._evaluations = _CheckpointEvaluations(self.name)
+        self._restored = []
+
     def on_step_end(self, trainer: TrainerView) -> None:
         self._evaluations.add(trainer.global_timestep)
-
-    def wants_checkpoint(self, step: int) -> bool:
-        return step in self._evaluations.waiting
 
     def _run_ready(self, trainer: TrainerView) -> Metrics | None:
         metrics: Metrics = {}
@@ -293,7 +301,7 @@ class EvaluationCallback(Callback):
         self._restored = [int(step) for step in state.get("waiting", [])]
 
 
-class AsyncEvaluationCallback(AsyncCallback):
+class AsyncEvaluationCallback(_RatesCheckpoints, AsyncCallback):
     """Evaluates the checkpoint of every `interval`-th step in a background process.
 
     When due at step S it asks for a checkpoint at S (`wants_checkpoint`; not when the trigger is
@@ -304,9 +312,6 @@ class AsyncEvaluationCallback(AsyncCallback):
     `queue_size` (`policy="queue"`; beyond that it is dropped). At the end of training, running
     work gets `shutdown_timeout_s`, then is cancelled.
     """
-
-    polls = True
-    needs_checkpoint = True
 
     def __init__(
         self,
@@ -330,7 +335,7 @@ class AsyncEvaluationCallback(AsyncCallback):
         self.skipped = 0
         self.failed = 0
         self._evaluations = _CheckpointEvaluations(self.name)
-        self._restored: list[int] = []
+        self._restored = []
 
     @property
     def running_steps(self) -> list[int]:
@@ -339,18 +344,6 @@ class AsyncEvaluationCallback(AsyncCallback):
     @property
     def waiting_steps(self) -> list[int]:
         return list(self._evaluations.waiting)
-
-    @property
-    def last_result(self) -> EvaluationResult | None:
-        return self._evaluations.last_result
-
-    @property
-    def elo_snapshot(self) -> EloSnapshot | None:
-        return self._evaluations.elo_snapshot
-
-    def on_train_start(self, trainer: TrainerView) -> None:
-        self._evaluations.restore(self._restored, trainer.logger)
-        self._restored = []
 
     def _launch_ready(self, trainer: TrainerView) -> None:
         room = self.capacity - len(self.pending)
@@ -407,9 +400,6 @@ class AsyncEvaluationCallback(AsyncCallback):
             return {"evaluation/skipped": float(self.skipped)}
         self._evaluations.add(step)
         return None
-
-    def wants_checkpoint(self, step: int) -> bool:
-        return step in self._evaluations.waiting  # not when the trigger was skipped
 
     async def on_train_end_async(self, trainer: TrainerView) -> Metrics | None:
         loop = asyncio.get_running_loop()

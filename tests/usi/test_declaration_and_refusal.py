@@ -8,15 +8,10 @@ the engine's game; `go` asks only whether its own side can declare now. After a 
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from keisei.evaluation.usi_client import UsiEngine
 from keisei.shogi import ShogiGame
 from keisei.usi.position import PositionTracker, decided_answer, searchable
-from tests.usi.helpers import REPO, engine_env, keisei_command
 
 WAIT_S = 60.0
 WHITE_MAY_DECLARE = "K8/9/9/9/9/9/7ss/4kgggg/5bbrr w p 1"
@@ -25,19 +20,6 @@ PASSED_UP = f"sfen {WHITE_MAY_DECLARE} moves 2g3f"
 """White moved a silver out of the camp instead of declaring; Black (a bare king) to move."""
 DECLARABLE_AGAIN = f"{PASSED_UP} 9a8a 3f2g 8a9a"
 """The silver went back: White may declare again."""
-
-
-@pytest.fixture(scope="module")
-def engine(run_dir: Path) -> Iterator[UsiEngine]:
-    with UsiEngine(
-        keisei_command("usi", "--checkpoint", str(run_dir)),
-        name="keisei",
-        cwd=REPO,
-        env=engine_env(),
-        startup_timeout_s=120,
-    ) as engine:
-        yield engine
-    assert engine.returncode == 0
 
 
 def ask(engine: UsiEngine, position: str) -> list[str]:

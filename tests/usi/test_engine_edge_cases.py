@@ -3,29 +3,13 @@ ponder, long move lists. Ordering is checked (what comes before `readyok`), neve
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from keisei.evaluation.usi_client import UsiEngine
 from keisei.shogi import ShogiGame
-from tests.usi.helpers import REPO, engine_env, keisei_command, random_game
+from tests.usi.helpers import random_game
 
 WAIT_S = 60.0
-
-
-@pytest.fixture(scope="module")
-def engine(run_dir: Path) -> Iterator[UsiEngine]:
-    with UsiEngine(
-        keisei_command("usi", "--checkpoint", str(run_dir)),
-        name="keisei",
-        cwd=REPO,
-        env=engine_env(),
-        startup_timeout_s=120,
-    ) as engine:
-        yield engine
-    assert engine.returncode == 0
 
 
 def sync(engine: UsiEngine) -> list[str]:
