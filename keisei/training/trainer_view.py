@@ -5,20 +5,34 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
+from keisei.rl.rollout import GameStats
 from keisei.training.callbacks import CheckpointSaver, Evaluator
 
-if TYPE_CHECKING:
-    from keisei.training.trainer import Trainer
+
+class _TrainerState(Protocol):
+    """The parts of the `Trainer` the view reads (so this module need not import it)."""
+
+    global_timestep: int
+    model: torch.nn.Module
+    checkpoint_saver: CheckpointSaver
+    evaluator: Evaluator | None
+    logger: logging.Logger
+    run_dir: Path
+
+    @property
+    def stats(self) -> GameStats: ...
+
+    def record_metrics(self, metrics: Mapping[str, float]) -> None: ...
 
 
 class TrainerCallbackView:
     """What callbacks see of the trainer (satisfies `TrainerView`)."""
 
-    def __init__(self, trainer: Trainer) -> None:
+    def __init__(self, trainer: _TrainerState) -> None:
         self._trainer = trainer
 
     @property
