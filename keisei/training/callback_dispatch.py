@@ -20,10 +20,6 @@ def _is_async(cb: _CallbackBase) -> bool:
     return isinstance(cb, AsyncCallback)
 
 
-def _is_sync(cb: _CallbackBase) -> bool:
-    return not isinstance(cb, AsyncCallback)
-
-
 _NOTHING: tuple[tuple[()], tuple[()]] = ((), ())
 
 
@@ -56,10 +52,10 @@ class DispatchPlan:
         for registry in registries:
             count = len(registry)
             for index, cb in enumerate(registry):
-                self._first_checkpoint_rank[_is_async(cb)] = count
+                kind = _is_async(cb)
+                self._first_checkpoint_rank[kind] = count
                 is_checkpoint = isinstance(cb, CheckpointCallback)
                 rank = index + (count if is_checkpoint else 0)  # checkpoints after the others
-                kind = _is_async(cb)
                 if is_checkpoint:
                     self._checkpointers.append((rank, cb))
                 if cb.polls:

@@ -1,15 +1,19 @@
-"""What happens when a callback fails.
+"""Calling callback hooks safely, and what happens when one fails.
 
-A best-effort callback that raises is logged with its full traceback, counted in the metrics
+A hook either returns metrics (a mapping), returns None, or raises. A best-effort callback that
+raises (or returns something else) is logged with its full traceback, counted in the metrics
 (`callbacks/errors/<name>`) and disabled after `max_consecutive_failures` failures in a row; a
 success resets the run of failures. A callback marked critical raises `CriticalCallbackError`:
-training stops, and the trainer's teardown path takes over.
+training stops, and the trainer's teardown path takes over. Teardown hooks never raise.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from keisei.training.callback_base import CriticalCallbackError, TrainerView, _CallbackBase
 
@@ -24,11 +28,18 @@ class CallbackHealth:
 
 
 class FailurePolicy:
-    """The health of every registered callback, and the one rule for a failure."""
+    """Calls hooks, keeps the health of every registered callback, applies the one rule for a
+    failure; `on_disabled` is called when a failure disables a callback."""
 
-    def __init__(self, max_consecutive_failures: int, logger: logging.Logger) -> None:
+    def __init__(
+        self,
+        max_consecutive_failures: int,
+        logger: logging.Logger,
+        on_disabled: Callable[[], None] = lambda: None,
+    ) -> None:
         self.max_consecutive_failures = max_consecutive_failures
         self.logger = logger
+        self._on_disabled = on_disabled
         self._health: dict[int, CallbackHealth] = {}
         self.failing: set[int] = set()
         """Callbacks (by id) whose last call failed; empty in a healthy run, so a success
@@ -56,9 +67,71 @@ class FailurePolicy:
         if health is not None:
             health.consecutive_failures = 0
 
-    def failed(self, cb: _CallbackBase, hook: str, trainer: TrainerView, exc: Exception) -> bool:
-        """Log and count a failure; True when it disabled the callback. A critical callback's
-        failure raises `CriticalCallbackError` (from `exc`)."""
+    # ---------------------------------------------------------------- calling
+
+    def call(
+        self, cb: _CallbackBase, hook: str, trainer: TrainerView
+    ) -> Mapping[str, float] | None:
+        """Run `cb.<hook>(trainer)`; the metrics it returned, if any."""
+        try:
+            outcome = getattr(cb, hook)(trainer)
+        except Exception as exc:
+            outcome = exc
+        if outcome is None:  # the common case, kept cheap
+            if self.failing:
+                self.succeeded(cb)
+            return None
+        return self.judge(cb, hook, trainer, outcome)
+
+    async def call_all(
+        self, calls: list[tuple[_CallbackBase, str]], trainer: TrainerView
+    ) -> list[tuple[_CallbackBase, Mapping[str, float] | None]]:
+        """Run the coroutine hooks concurrently; judge each outcome in the order given."""
+        coroutines: list[Awaitable[Any]] = [getattr(cb, hook)(trainer) for cb, hook in calls]
+        outcomes = await asyncio.gather(*coroutines, return_exceptions=True)
+        return [
+            (cb, self.judge(cb, hook, trainer, outcome))
+            for (cb, hook), outcome in zip(calls, outcomes, strict=True)
+        ]
+
+    def call_lifecycle(self, cb: _CallbackBase, hook: str, trainer: TrainerView) -> None:
+        """Run a hook whose return value does not matter (`on_train_start`)."""
+        try:
+            getattr(cb, hook)(trainer)
+        except Exception as exc:
+            self.failed(cb, hook, trainer, exc)
+
+    def teardown(self, cb: _CallbackBase, hook: str, action: Callable[[], None]) -> None:
+        """Run a teardown hook (`on_exception`, `close`): a failure is logged, never raised."""
+        try:
+            action()
+        except Exception:
+            self.failed_in_teardown(cb, hook)
+
+    def judge(
+        self, cb: _CallbackBase, hook: str, trainer: TrainerView, outcome: object
+    ) -> Mapping[str, float] | None:
+        """What a hook returned (or raised): the metrics to record, if any."""
+        if isinstance(outcome, BaseException):
+            if not isinstance(outcome, Exception):
+                raise outcome
+            self.failed(cb, hook, trainer, outcome)
+            return None
+        if outcome is not None and not isinstance(outcome, Mapping):
+            error = TypeError(
+                f"{cb.name}.{hook} returned {type(outcome).__name__}, "
+                "expected a dict of metrics or None"
+            )
+            self.failed(cb, hook, trainer, error)
+            return None
+        self.succeeded(cb)
+        return outcome
+
+    # ---------------------------------------------------------------- failures
+
+    def failed(self, cb: _CallbackBase, hook: str, trainer: TrainerView, exc: Exception) -> None:
+        """Log and count a failure; disable the callback after too many in a row. A critical
+        callback's failure raises `CriticalCallbackError` (from `exc`)."""
         step = trainer.global_timestep
         health = self._health.get(id(cb), CallbackHealth())
         health.errors += 1
@@ -72,14 +145,14 @@ class FailurePolicy:
         if cb.critical:
             raise CriticalCallbackError(cb.name, hook, step) from exc
         if health.consecutive_failures < self.max_consecutive_failures or health.disabled:
-            return False
+            return
         health.disabled = True
         self.logger.warning(
             "callback %s disabled after %d consecutive failures",
             cb.name,
             health.consecutive_failures,
         )
-        return True
+        self._on_disabled()
 
     def failed_in_teardown(self, cb: _CallbackBase, hook: str) -> None:
         """A failure in `on_exception` or `close`: logged and counted, never raised."""

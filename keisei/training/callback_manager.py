@@ -21,8 +21,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -64,7 +63,9 @@ class CallbackManager:
             config.evaluation.evaluation_interval_timesteps,
             "evaluation.evaluation_interval_timesteps",
         )
-        self.failures = FailurePolicy(config.callbacks.max_consecutive_failures, self.logger)
+        self.failures = FailurePolicy(
+            config.callbacks.max_consecutive_failures, self.logger, on_disabled=self._changed
+        )
         self.callbacks: list[Callback] = []
         self.async_callbacks: list[AsyncCallback] = []
         self._defaults: set[int] = set()
@@ -73,6 +74,10 @@ class CallbackManager:
         self._dispatch = DispatchPlan()
         self._dirty = True
         self._metrics = StepMetrics(self.logger)
+
+    def _changed(self) -> None:
+        """The set of enabled callbacks changed: rebuild the dispatch plan before the next use."""
+        self._dirty = True
 
     def align(self, interval: int, name: str) -> int:
         """`interval` rounded up to whole epochs; the one alignment rule for every schedule."""
@@ -230,58 +235,6 @@ class CallbackManager:
         """Failure counts of a registered callback."""
         return self.failures.health(callback)
 
-    # ---------------------------------------------------------------- failures
-
-    def _enabled(self, cb: _CallbackBase) -> bool:
-        return self.failures.enabled(cb)
-
-    def _failed(self, cb: _CallbackBase, hook: str, trainer: TrainerView, exc: Exception) -> None:
-        if self.failures.failed(cb, hook, trainer, exc):
-            self._dirty = True
-
-    def _outcome(
-        self, cb: _CallbackBase, hook: str, trainer: TrainerView, outcome: object
-    ) -> Mapping[str, float] | None:
-        """Check what a hook returned (or raised); the metrics to record, if any."""
-        if isinstance(outcome, BaseException):
-            if not isinstance(outcome, Exception):
-                raise outcome
-            self._failed(cb, hook, trainer, outcome)
-            return None
-        if outcome is not None and not isinstance(outcome, Mapping):
-            error = TypeError(
-                f"{cb.name}.{hook} returned {type(outcome).__name__}, "
-                "expected a dict of metrics or None"
-            )
-            self._failed(cb, hook, trainer, error)
-            return None
-        self.failures.succeeded(cb)
-        return outcome
-
-    def _call(
-        self, cb: _CallbackBase, hook: str, trainer: TrainerView
-    ) -> Mapping[str, float] | None:
-        try:
-            outcome = getattr(cb, hook)(trainer)
-        except Exception as exc:
-            outcome = exc
-        if outcome is None:  # the common case, kept cheap
-            if self.failures.failing:
-                self.failures.succeeded(cb)
-            return None
-        return self._outcome(cb, hook, trainer, outcome)
-
-    async def _call_all_async(
-        self, calls: list[tuple[_CallbackBase, str]], trainer: TrainerView
-    ) -> list[tuple[_CallbackBase, Mapping[str, float] | None]]:
-        """Run the hooks concurrently; check each outcome in registration order."""
-        coroutines: list[Awaitable[Any]] = [getattr(cb, hook)(trainer) for cb, hook in calls]
-        outcomes = await asyncio.gather(*coroutines, return_exceptions=True)
-        return [
-            (cb, self._outcome(cb, hook, trainer, outcome))
-            for (cb, hook), outcome in zip(calls, outcomes, strict=True)
-        ]
-
     # ------------------------------------------------------------------ metrics
 
     def _record(
@@ -303,10 +256,12 @@ class CallbackManager:
     # ----------------------------------------------------------------- dispatch
 
     def _plan(self) -> DispatchPlan:
+        """The dispatch plan, rebuilt first if the enabled callbacks changed."""
         if self._dirty:
+            enabled = self.failures.enabled
             self._dispatch.rebuild(
                 [
-                    [cb for cb in registry if self._enabled(cb)]
+                    [cb for cb in registry if enabled(cb)]
                     for registry in (self.callbacks, self.async_callbacks)
                 ]  # fmt: skip
             )
@@ -325,18 +280,19 @@ class CallbackManager:
         pollers = plan.sync_pollers
         if not (others or due_checkpoints or pollers or plan.checkpoint_wanted_at == step):
             return
+        call = self.failures.call
         reports = []
         for cb in pollers:
-            if (metrics := self._call(cb, "poll", trainer)) is not None:
+            if (metrics := call(cb, "poll", trainer)) is not None:
                 reports.append((cb, metrics))
         for cb in others:
-            if (metrics := self._call(cb, "on_step_end", trainer)) is not None:
+            if (metrics := call(cb, "on_step_end", trainer)) is not None:
                 reports.append((cb, metrics))
             if cb.needs_checkpoint and cb.wants_checkpoint(step):
                 plan.want_checkpoint(step)
-        if due_checkpoints or plan.checkpoint_wanted_at == step:
+        if due_checkpoints or plan.checkpoint_wanted_at == step:  # usually neither
             for cb in plan.checkpoints(step, due_checkpoints):
-                if (metrics := self._call(cb, "on_step_end", trainer)) is not None:
+                if (metrics := call(cb, "on_step_end", trainer)) is not None:
                     reports.append((cb, metrics))
         if reports:
             self._record(trainer, reports)
@@ -354,8 +310,8 @@ class CallbackManager:
         pollers = plan.async_pollers
         if not callbacks and not pollers:
             return {}
-        reports = await self._call_all_async([(cb, "poll_async") for cb in pollers], trainer)
-        reports += await self._call_all_async(
+        reports = await self.failures.call_all([(cb, "poll_async") for cb in pollers], trainer)
+        reports += await self.failures.call_all(
             [(cb, "on_step_end_async") for cb in callbacks], trainer
         )
         if any(cb.needs_checkpoint and cb.wants_checkpoint(step) for cb in callbacks):
@@ -383,36 +339,31 @@ class CallbackManager:
             )
             self._unclaimed = {}
         for cb in self._every():
-            self._call_lifecycle(cb, "on_train_start", trainer)
-
-    def _call_lifecycle(self, cb: _CallbackBase, hook: str, trainer: TrainerView) -> None:
-        try:
-            getattr(cb, hook)(trainer)
-        except Exception as exc:
-            self._failed(cb, hook, trainer, exc)
+            self.failures.call_lifecycle(cb, "on_train_start", trainer)
 
     async def on_train_end_async(self, trainer: TrainerView) -> Metrics:
         """Training finished normally: every async callback's `on_train_end_async`, together."""
-        calls = [(cb, "on_train_end_async") for cb in self.async_callbacks if self._enabled(cb)]
+        enabled = self.failures.enabled
+        calls = [(cb, "on_train_end_async") for cb in self.async_callbacks if enabled(cb)]
         if not calls:
             return {}
-        return self._record(trainer, await self._call_all_async(calls, trainer), end=True)
+        return self._record(trainer, await self.failures.call_all(calls, trainer), end=True)
 
     def on_train_end(self, trainer: TrainerView) -> None:
         """Training finished normally: every sync callback's `on_train_end`, checkpoints last
         (after `on_train_end_async`, so the final checkpoint holds the async callbacks' state)."""
         ordered = sorted(
-            (cb for cb in self.callbacks if self._enabled(cb)),
+            (cb for cb in self.callbacks if self.failures.enabled(cb)),
             key=lambda cb: isinstance(cb, CheckpointCallback),
         )
-        reports = [(cb, self._call(cb, "on_train_end", trainer)) for cb in ordered]
+        reports = [(cb, self.failures.call(cb, "on_train_end", trainer)) for cb in ordered]
         self._record(trainer, reports, end=True)
 
     def on_exception(self, trainer: TrainerView, exc: BaseException) -> None:
         """Tell every callback that training is stopping (checkpoints last); never raises."""
         ordered = sorted(self._every(), key=lambda cb: isinstance(cb, CheckpointCallback))
         for cb in ordered:
-            self._teardown_step(cb, "on_exception", lambda cb=cb: cb.on_exception(trainer, exc))
+            self.failures.teardown(cb, "on_exception", lambda cb=cb: cb.on_exception(trainer, exc))
 
     def close(self) -> None:
         """Close every callback, each one whatever the others do. Safe to call twice."""
@@ -420,13 +371,7 @@ class CallbackManager:
             return
         self._closed = True
         for cb in self._every():
-            self._teardown_step(cb, "close", cb.close)
-
-    def _teardown_step(self, cb: _CallbackBase, hook: str, action: Callable[[], None]) -> None:
-        try:
-            action()
-        except Exception:
-            self.failures.failed_in_teardown(cb, hook)
+            self.failures.teardown(cb, "close", cb.close)
 
     # -------------------------------------------------------------------- state
 

@@ -40,6 +40,8 @@ class _CheckpointEvaluations:
     def __init__(self, name: str) -> None:
         self.name = name
         self.waiting: list[int] = []
+        self.restored: list[int] = []
+        """Steps read from a checkpoint's state, queued again when training starts."""
         self.last_result: EvaluationResult | None = None
         self.elo_snapshot: EloSnapshot | None = None
 
@@ -47,8 +49,9 @@ class _CheckpointEvaluations:
         if step not in self.waiting:
             self.waiting.append(step)
 
-    def restore(self, steps: list[int], logger: logging.Logger) -> None:
+    def restore(self, logger: logging.Logger) -> None:
         """After a resume: evaluations not finished when the checkpoint was written run again."""
+        steps, self.restored = self.restored, []
         for step in sorted(steps):
             self.add(step)
         if steps:
@@ -95,12 +98,11 @@ class _CheckpointEvaluations:
 class _RatesCheckpoints:
     """What both evaluation callbacks share: when due they queue the step (and ask for its
     checkpoint); after a resume, what was not finished runs again; the display reads the latest
-    result. The class using it sets `self._evaluations` and `self._restored`."""
+    result. The class using it sets `self._evaluations`."""
 
     polls = True
     needs_checkpoint = True
     _evaluations: _CheckpointEvaluations
-    _restored: list[int]
 
     @property
     def last_result(self) -> EvaluationResult | None:
@@ -111,8 +113,7 @@ class _RatesCheckpoints:
         return self._evaluations.elo_snapshot
 
     def on_train_start(self, trainer: TrainerView) -> None:
-        self._evaluations.restore(self._restored, trainer.logger)
-        self._restored = []
+        self._evaluations.restore(trainer.logger)
 
     def wants_checkpoint(self, step: int) -> bool:
         return step in self._evaluations.waiting  # not when the trigger was skipped
@@ -137,7 +138,6 @@ class EvaluationCallback(_RatesCheckpoints, Callback):
         super().__init__(**kwargs)
         self.schedule = EveryNSteps(interval)
         self._evaluations = _CheckpointEvaluations(self.name)
-        self._restored = []
 
     def on_step_end(self, trainer: TrainerView) -> None:
         self._evaluations.add(trainer.global_timestep)
@@ -159,7 +159,7 @@ class EvaluationCallback(_RatesCheckpoints, Callback):
         return {"waiting": list(self._evaluations.waiting)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self._restored = [int(step) for step in state.get("waiting", [])]
+        self._evaluations.restored = [int(step) for step in state.get("waiting", [])]
 
 
 class AsyncEvaluationCallback(_RatesCheckpoints, AsyncCallback):
@@ -167,11 +167,11 @@ class AsyncEvaluationCallback(_RatesCheckpoints, AsyncCallback):
 
     When due at step S it asks for a checkpoint at S (`wants_checkpoint`; not when the trigger is
     skipped); once that is committed (checked after every epoch) the evaluation starts in a
-    worker process and the loop goes on. Its result is returned
-    as metrics by a later poll, stamped (`evaluation/step`) with S. A trigger that arrives while
-    evaluations are waiting or running is dropped (`policy="skip"`) or waits in a queue of at most
-    `queue_size` (`policy="queue"`; beyond that it is dropped). At the end of training, running
-    work gets `shutdown_timeout_s`, then is cancelled.
+    worker process and the loop goes on. Its result is returned as metrics by a later poll,
+    stamped (`evaluation/step`) with S. A trigger that arrives while evaluations are waiting or
+    running is dropped (`policy="skip"`) or waits in a queue of at most `queue_size`
+    (`policy="queue"`; beyond that it is dropped). At the end of training, running work gets
+    `shutdown_timeout_s`, then is cancelled.
     """
 
     def __init__(
@@ -196,7 +196,6 @@ class AsyncEvaluationCallback(_RatesCheckpoints, AsyncCallback):
         self.skipped = 0
         self.failed = 0
         self._evaluations = _CheckpointEvaluations(self.name)
-        self._restored = []
 
     @property
     def running_steps(self) -> list[int]:
@@ -327,6 +326,6 @@ class AsyncEvaluationCallback(_RatesCheckpoints, AsyncCallback):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.skipped = int(state.get("skipped", 0))
         self.failed = int(state.get("failed", 0))
-        self._restored = [
+        self._evaluations.restored = [
             int(s) for s in [*state.get("waiting", []), *state.get("running_steps", [])]
         ]
