@@ -47,6 +47,8 @@ __all__ = [
     "CheckpointConfig",
     "Config",
     "ConfigError",
+    "DistributedConfig",
+    "check_world_size",
     "add_extra_callbacks",
     "EnvConfig",
     "EvaluationConfig",
@@ -263,6 +265,16 @@ class CheckpointConfig(_Section):
     """Checkpoint writes that may fail in a row (a full disk, ...) before training stops."""
 
 
+class DistributedConfig(_Section):
+    """Several ranks (`keisei train --nproc-per-node N`, or torchrun) training one agent."""
+
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
+    """`auto`: NCCL when the ranks train on CUDA, gloo on CPU."""
+    timeout_s: PositiveFloat = 1800.0
+    """How long a rank waits for the others: to join the group at start-up, and in any
+    collective (a rank that vanished is usually noticed sooner, when its connection drops)."""
+
+
 class LoggingConfig(_Section):
     model_dir: Path = Path("runs")
     """Root under which each run gets its own directory."""
@@ -285,6 +297,7 @@ class Config(_Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     callbacks: CallbacksConfig = Field(default_factory=CallbacksConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @model_validator(mode="after")
@@ -301,6 +314,31 @@ class Config(_Section):
                 f"training.steps_per_epoch = {spe}"
             )
         return self
+
+
+def check_world_size(config: Config, world_size: int) -> None:
+    """The global settings divide among `world_size` ranks: each rank plays
+    `steps_per_epoch / world_size` plies per epoch (the same number in each of its `env.num_envs`
+    games) and takes `minibatch_size / world_size` samples of each minibatch."""
+    if world_size <= 1:
+        return
+    spe, envs = config.training.steps_per_epoch, config.env.num_envs
+    minibatch = config.ppo.minibatch_size
+    if spe % world_size:
+        raise ConfigError(
+            f"'training.steps_per_epoch' = {spe} does not divide among {world_size} ranks "
+            "(it is global: each rank plays steps_per_epoch / ranks plies per epoch)"
+        )
+    if (spe // world_size) % envs:
+        raise ConfigError(
+            f"'env.num_envs' = {envs} (per rank) does not divide the {spe // world_size} plies "
+            f"each of {world_size} ranks plays per epoch (training.steps_per_epoch = {spe})"
+        )
+    if minibatch % world_size:
+        raise ConfigError(
+            f"'ppo.minibatch_size' = {minibatch} does not divide among {world_size} ranks "
+            "(it is global: each rank takes minibatch_size / ranks samples)"
+        )
 
 
 def _describe(error: ValidationError) -> str:

@@ -94,6 +94,26 @@ def set_level(level: str | int) -> None:
             handler.setLevel(_cap(numeric))
 
 
+class _RankPrefix(logging.Filter):
+    def __init__(self, rank: int) -> None:
+        super().__init__()
+        self.prefix = f"[rank {rank}] "
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.prefix):
+            record.msg = self.prefix + str(record.msg)
+        return True
+
+
+def set_rank(rank: int) -> None:
+    """Mark this process's console lines with its rank, and show only its warnings and errors
+    (for the ranks other than 0 of a run: rank 0 reports progress for all of them)."""
+    _ensure_console_handler()
+    assert _console_handler is not None
+    _console_handler.addFilter(_RankPrefix(rank))
+    _console_handler.setLevel(max(_console_handler.level, logging.WARNING))
+
+
 def attach_log_file(path: str | Path) -> Path:
     """Also write the log to `path` (replacing any earlier run's file handler)."""
     global _file_handler

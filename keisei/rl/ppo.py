@@ -5,6 +5,13 @@ the update minimises -L^CLIP + c1 L^VF - c2 S over minibatches for several epoch
 normalisation, gradient-norm clipping and Adam. Illegal labels are masked out of the policy in the
 loss exactly as in sampling. Optional: a linear learning-rate decay, mixed precision on CUDA (bf16,
 or fp16 with a gradient scaler) and `torch.compile`.
+
+With several ranks (`world_size` > 1, a process group already joined) each rank updates on its
+own rollout with `minibatch_size / world_size` samples per minibatch, so a minibatch is global.
+What is all-reduced, and nothing else (as in CleanRL's multi-GPU PPO): the gradients (by
+`DistributedDataParallel`, averaged), the advantage statistics of each minibatch (so they are
+normalised with the global mean and standard deviation), the approximate KL that may stop an update
+early (so every rank stops at the same epoch), and the reported statistics (averaged).
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import NamedTuple
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from keisei.config import PPOConfig
 from keisei.log import get_logger
@@ -29,6 +38,24 @@ def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
     if variance.item() == 0:
         return float("nan")
     return float(1 - (target - predicted).var() / variance)
+
+
+def normalized_advantages(
+    advantages: torch.Tensor, world_size: int = 1, eps: float = 1e-8
+) -> torch.Tensor:
+    """Advantages shifted and scaled to mean 0 and (sample) standard deviation 1 over this
+    minibatch, on every rank together when `world_size` > 1 (the statistics are all-reduced)."""
+    moments = torch.stack(
+        [advantages.sum(), advantages.pow(2).sum(), advantages.new_tensor(advantages.numel())]
+    )
+    if world_size > 1:
+        dist.all_reduce(moments)
+    total, squares, count = moments.unbind()
+    if count.item() <= 1:
+        return advantages
+    mean = total / count
+    variance = ((squares - total * mean) / (count - 1)).clamp(min=0.0)
+    return (advantages - mean) / (variance.sqrt() + eps)
 
 
 class PPOLosses(NamedTuple):
@@ -65,8 +92,8 @@ def ppo_losses(
     `normalize_advantages` (and more than one sample) the advantages are shifted and scaled to
     mean 0 and standard deviation 1 over this minibatch first.
     """
-    if normalize_advantages and advantages.numel() > 1:
-        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    if normalize_advantages:
+        advantages = normalized_advantages(advantages)
     logp_all = torch.log_softmax(masked_logits(logits.float(), mask), dim=-1)
     logprobs = logp_all.gather(1, actions[:, None]).squeeze(-1)
     # Entropy over legal labels only (0 * -inf would be NaN).
@@ -86,11 +113,19 @@ class PPO:
     """Owns the optimizer, the learning-rate schedule and the AMP scaler of a training run."""
 
     def __init__(
-        self, model: nn.Module, config: PPOConfig, total_updates: int, device: torch.device
+        self,
+        model: nn.Module,
+        config: PPOConfig,
+        total_updates: int,
+        device: torch.device,
+        world_size: int = 1,
     ) -> None:
         self.model = model
         self.config = config
         self.device = device
+        self.world_size = world_size
+        self.minibatch_size = config.minibatch_size // world_size
+        """This rank's share of each (global) minibatch."""
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, eps=1e-5)
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         if config.lr_schedule == "linear":
@@ -104,7 +139,18 @@ class PPO:
             amp = "off"
         self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
         self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
-        self.forward = torch.compile(model) if config.compile else model
+        trained: nn.Module = model
+        if world_size > 1:  # broadcasts rank 0's weights now; averages gradients in backward
+            device_ids = [device.index] if device.type == "cuda" else None
+            trained = DistributedDataParallel(model, device_ids=device_ids)
+        self.forward = torch.compile(trained) if config.compile else trained
+
+    def _mean_over_ranks(self, values: list[float]) -> list[float]:
+        if self.world_size == 1:
+            return values
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return (tensor / self.world_size).tolist()
 
     def _autocast(self) -> AbstractContextManager[object]:
         if self.amp_dtype is None:
@@ -132,20 +178,24 @@ class PPO:
             order = torch.randperm(size, device=self.device, generator=generator)
             epoch_kl = 0.0
             epoch_batches = 0
-            for start in range(0, size - cfg.minibatch_size + 1, cfg.minibatch_size):
-                index = order[start : start + cfg.minibatch_size]
+            for start in range(0, size - self.minibatch_size + 1, self.minibatch_size):
+                index = order[start : start + self.minibatch_size]
                 stats = self._minibatch_step(rollout, index)
                 for key, value in stats.items():
                     sums[key] += value
                 minibatches += 1
                 epoch_kl += stats["approx_kl"]
                 epoch_batches += 1
-            if cfg.target_kl is not None and epoch_kl / max(epoch_batches, 1) > cfg.target_kl:
-                break
+            if cfg.target_kl is not None:
+                (mean_kl,) = self._mean_over_ranks([epoch_kl / max(epoch_batches, 1)])
+                if mean_kl > cfg.target_kl:
+                    break
         if self.scheduler is not None:
             self.scheduler.step()
-        out = {f"ppo/{key}": value / max(minibatches, 1) for key, value in sums.items()}
-        out["ppo/explained_variance"] = explained_variance(rollout.values, rollout.returns)
+        stats = {f"ppo/{key}": value / max(minibatches, 1) for key, value in sums.items()}
+        stats["ppo/explained_variance"] = explained_variance(rollout.values, rollout.returns)
+        averaged = self._mean_over_ranks(list(stats.values()))
+        out = dict(zip(stats, averaged, strict=True))
         out["ppo/learning_rate"] = learning_rate
         return out
 
@@ -156,6 +206,8 @@ class PPO:
         actions = rollout.actions[index]
         old_logprobs = rollout.logprobs[index]
         advantages = rollout.advantages[index]
+        if cfg.normalize_advantages:
+            advantages = normalized_advantages(advantages, self.world_size)
         returns = rollout.returns[index]
 
         with self._autocast():
@@ -169,7 +221,7 @@ class PPO:
             advantages,
             returns,
             clip_coef=cfg.clip_coef,
-            normalize_advantages=cfg.normalize_advantages,
+            normalize_advantages=False,  # done above, over every rank's share
         )
         loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
 

@@ -70,6 +70,23 @@ class GameStats:
         }
 
     @classmethod
+    def merged(cls, parts: list[GameStats]) -> GameStats:
+        """The statistics of several ranks' games together: counts summed, recent games
+        interleaved (the last 100 kept)."""
+        total = cls()
+        for part in parts:
+            total.games += part.games
+            total.black_wins += part.black_wins
+            total.white_wins += part.white_wins
+            total.draws += part.draws
+            total.total_plies += part.total_plies
+            total.reasons.update(part.reasons)
+        lengths = [length for part in parts for length in part.recent_lengths]
+        decisive = [flag for part in parts for flag in part.recent_decisive]
+        total.recent_lengths, total.recent_decisive = lengths[-100:], decisive[-100:]
+        return total
+
+    @classmethod
     def from_state(cls, state: dict[str, Any]) -> GameStats:
         stats = cls(**{k: v for k, v in state.items() if k not in ("reasons",)})
         stats.reasons = Counter(state.get("reasons", {}))

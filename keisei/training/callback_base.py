@@ -17,6 +17,11 @@ A `Callback` implements the plain hooks, an `AsyncCallback` the `..._async` coro
 end hooks may return metrics (`dict[str, float]`); the manager records them. A hook the manager
 does not know (a misspelling, `on_step_end` on an `AsyncCallback`) is refused at registration.
 
+When several ranks train (torchrun, `--nproc-per-node`), every rank runs the same manager with the
+same schedules, and `runs_on` says where a callback's hooks run: `rank_zero` (the default: work
+that touches files, such as checkpoints, evaluation, metrics; it must not call a collective) or
+`all_ranks` (every rank at the same step, in the same order; collectives are allowed).
+
 Callbacks never see the `Trainer` itself, only a `TrainerView`: the small, typed set of things a
 callback may use. `state_dict()`/`load_state_dict()` carry a callback's state through checkpoints,
 matched by `state_key` (the class name, plus an optional key of the caller's).
@@ -29,7 +34,7 @@ import logging
 from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import torch
 
@@ -38,6 +43,8 @@ from keisei.evaluation.result import EvaluationResult
 from keisei.training.schedule import EveryNSteps
 
 Metrics = dict[str, float]
+
+RunsOn = Literal["rank_zero", "all_ranks"]
 
 
 class CriticalCallbackError(RuntimeError):
@@ -134,6 +141,9 @@ class _CallbackBase:
     polls: bool = False
     """True: the manager also calls the poll hook after every epoch, due or not (for callbacks
     that must report finished background work)."""
+    runs_on: RunsOn = "rank_zero"
+    """With several ranks: `rank_zero` runs the hooks on rank 0 only (collectives inside them
+    raise), `all_ranks` on every rank at the same step. One process is rank 0."""
     needs_checkpoint: bool = False
     """True for a callback that may need a checkpoint at the steps its step hook runs (evaluation
     rates committed checkpoints); the manager then asks `wants_checkpoint` after the hook."""
@@ -239,6 +249,11 @@ def check_hooks(callback: _CallbackBase) -> None:
     """
     if not isinstance(callback, Callback | AsyncCallback):
         raise TypeError(f"{type(callback).__name__} is not a Callback or an AsyncCallback")
+    if callback.runs_on not in ("rank_zero", "all_ranks"):
+        raise TypeError(
+            f"{type(callback).__name__}.runs_on = {callback.runs_on!r}: expected 'rank_zero' "
+            "or 'all_ranks'"
+        )
     kind = AsyncCallback if isinstance(callback, AsyncCallback) else Callback
     cls = type(callback)
     known = {*kind.STEP_HOOKS, *kind._SHARED_HOOKS}

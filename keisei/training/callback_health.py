@@ -5,6 +5,9 @@ raises (or returns something else) is logged with its full traceback, counted in
 (`callbacks/errors/<name>`) and disabled after `max_consecutive_failures` failures in a row; a
 success resets the run of failures. A callback marked critical raises `CriticalCallbackError`:
 training stops, and the trainer's teardown path takes over. Teardown hooks never raise.
+
+On rank 0 of several ranks (`guard_rank_zero`), the hooks of `rank_zero` callbacks run inside
+`rank_zero_work`, so a collective called from them raises instead of hanging the group.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keisei.training.callback_base import CriticalCallbackError, TrainerView, _CallbackBase
+from keisei.training.distributed import rank_zero_work
 
 
 @dataclass
@@ -41,6 +45,8 @@ class FailurePolicy:
         self.logger = logger
         self._on_disabled = on_disabled
         self._health: dict[int, CallbackHealth] = {}
+        self.guard_rank_zero = False
+        """Set on rank 0 of several ranks: rank-zero hooks may not call collectives."""
         self.failing: set[int] = set()
         """Callbacks (by id) whose last call failed; empty in a healthy run, so a success
         costs nothing to record."""
@@ -69,12 +75,25 @@ class FailurePolicy:
 
     # ---------------------------------------------------------------- calling
 
+    def _guarded(self, cb: _CallbackBase) -> bool:
+        return self.guard_rank_zero and cb.runs_on == "rank_zero"
+
+    def _invoke(self, cb: _CallbackBase, hook: str, *args: Any) -> Any:
+        if self._guarded(cb):
+            with rank_zero_work(f"{cb.name}.{hook}"):
+                return getattr(cb, hook)(*args)
+        return getattr(cb, hook)(*args)
+
+    async def _invoke_async(self, cb: _CallbackBase, hook: str, trainer: TrainerView) -> Any:
+        with rank_zero_work(f"{cb.name}.{hook}"):  # in this hook's own task: only it is marked
+            return await getattr(cb, hook)(trainer)
+
     def call(
         self, cb: _CallbackBase, hook: str, trainer: TrainerView
     ) -> Mapping[str, float] | None:
         """Run `cb.<hook>(trainer)`; the metrics it returned, if any."""
         try:
-            outcome = getattr(cb, hook)(trainer)
+            outcome = self._invoke(cb, hook, trainer)
         except Exception as exc:
             outcome = exc
         if outcome is None:  # the common case, kept cheap
@@ -87,7 +106,12 @@ class FailurePolicy:
         self, calls: list[tuple[_CallbackBase, str]], trainer: TrainerView
     ) -> list[tuple[_CallbackBase, Mapping[str, float] | None]]:
         """Run the coroutine hooks concurrently; judge each outcome in the order given."""
-        coroutines: list[Awaitable[Any]] = [getattr(cb, hook)(trainer) for cb, hook in calls]
+        coroutines: list[Awaitable[Any]] = [
+            self._invoke_async(cb, hook, trainer)
+            if self._guarded(cb)
+            else getattr(cb, hook)(trainer)
+            for cb, hook in calls
+        ]
         outcomes = await asyncio.gather(*coroutines, return_exceptions=True)
         return [
             (cb, self.judge(cb, hook, trainer, outcome))
@@ -97,14 +121,18 @@ class FailurePolicy:
     def call_lifecycle(self, cb: _CallbackBase, hook: str, trainer: TrainerView) -> None:
         """Run a hook whose return value does not matter (`on_train_start`)."""
         try:
-            getattr(cb, hook)(trainer)
+            self._invoke(cb, hook, trainer)
         except Exception as exc:
             self.failed(cb, hook, trainer, exc)
 
     def teardown(self, cb: _CallbackBase, hook: str, action: Callable[[], None]) -> None:
         """Run a teardown hook (`on_exception`, `close`): a failure is logged, never raised."""
         try:
-            action()
+            if self._guarded(cb):
+                with rank_zero_work(f"{cb.name}.{hook}"):
+                    action()
+            else:
+                action()
         except Exception:
             self.failed_in_teardown(cb, hook)
 

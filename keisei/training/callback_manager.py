@@ -14,6 +14,9 @@
   (`callbacks/errors/<name>`) and disabled after `callbacks.max_consecutive_failures` failures in
   a row. A critical one raises `CriticalCallbackError`; the manager never tears anything down
   itself: the trainer calls `on_exception` and `close` on its one teardown path.
+- **Ranks**: with several ranks, each runs its own manager with the same callbacks and schedules;
+  a callback's hooks run where its `runs_on` says (rank 0 only, or every rank). The trainer
+  agrees failures across ranks at the epoch boundary (`disabled_keys`, `disable`).
 - **State**: each callback's state is saved under its `state_key` and restored to the callback
   with the same key, whatever the registration order; a saved state that matches no callback is
   reported once, when training starts.
@@ -51,8 +54,11 @@ AnyCallback = TypeVar("AnyCallback", bound=_CallbackBase)
 class CallbackManager:
     """Holds the sync and async callbacks of a training run and dispatches their hooks."""
 
-    def __init__(self, config: Config, model_dir: str | Path) -> None:
+    def __init__(
+        self, config: Config, model_dir: str | Path, *, rank: int = 0, world_size: int = 1
+    ) -> None:
         self.config = config
+        self.rank = rank
         self.model_dir = Path(model_dir)
         self.logger = get_logger("callbacks")
         self.steps_per_epoch = config.training.steps_per_epoch
@@ -66,6 +72,7 @@ class CallbackManager:
         self.failures = FailurePolicy(
             config.callbacks.max_consecutive_failures, self.logger, on_disabled=self._changed
         )
+        self.failures.guard_rank_zero = world_size > 1 and rank == 0
         self.callbacks: list[Callback] = []
         self.async_callbacks: list[AsyncCallback] = []
         self._defaults: set[int] = set()
@@ -235,6 +242,18 @@ class CallbackManager:
         """Failure counts of a registered callback."""
         return self.failures.health(callback)
 
+    def disabled_keys(self) -> set[str]:
+        """The state keys of the callbacks disabled so far (after too many failures)."""
+        return {cb.state_key for cb in self._every() if not self.failures.enabled(cb)}
+
+    def disable(self, keys: set[str], why: str) -> None:
+        """Disable the callbacks with these state keys (failures agreed across ranks)."""
+        for cb in self._every():
+            if cb.state_key in keys and self.failures.enabled(cb):
+                self.failures.health(cb).disabled = True
+                self.logger.warning("callback %s disabled: %s", cb.name, why)
+                self._changed()
+
     # ------------------------------------------------------------------ metrics
 
     def _record(
@@ -258,10 +277,10 @@ class CallbackManager:
     def _plan(self) -> DispatchPlan:
         """The dispatch plan, rebuilt first if the enabled callbacks changed."""
         if self._dirty:
-            enabled = self.failures.enabled
+            enabled, here = self.failures.enabled, self._runs_here
             self._dispatch.rebuild(
                 [
-                    [cb for cb in registry if enabled(cb)]
+                    [cb for cb in registry if enabled(cb) and here(cb)]
                     for registry in (self.callbacks, self.async_callbacks)
                 ]  # fmt: skip
             )
@@ -323,6 +342,13 @@ class CallbackManager:
     def _every(self) -> list[_CallbackBase]:
         return [*self.callbacks, *self.async_callbacks]
 
+    def _runs_here(self, cb: _CallbackBase) -> bool:
+        return self.rank == 0 or cb.runs_on == "all_ranks"
+
+    def _here(self) -> list[_CallbackBase]:
+        """The callbacks whose hooks run on this rank."""
+        return [cb for cb in self._every() if self._runs_here(cb)]
+
     def on_train_start(self, trainer: TrainerView) -> None:
         """Anchor schedules at the current step (unless restored), report saved states that
         matched no callback, then each callback's `on_train_start`."""
@@ -338,13 +364,15 @@ class CallbackManager:
                 sorted(self._unclaimed),
             )
             self._unclaimed = {}
-        for cb in self._every():
+        for cb in self._here():
             self.failures.call_lifecycle(cb, "on_train_start", trainer)
 
     async def on_train_end_async(self, trainer: TrainerView) -> Metrics:
         """Training finished normally: every async callback's `on_train_end_async`, together."""
-        enabled = self.failures.enabled
-        calls = [(cb, "on_train_end_async") for cb in self.async_callbacks if enabled(cb)]
+        enabled, here = self.failures.enabled, self._runs_here
+        calls = [
+            (cb, "on_train_end_async") for cb in self.async_callbacks if enabled(cb) and here(cb)
+        ]
         if not calls:
             return {}
         return self._record(trainer, await self.failures.call_all(calls, trainer), end=True)
@@ -353,7 +381,7 @@ class CallbackManager:
         """Training finished normally: every sync callback's `on_train_end`, checkpoints last
         (after `on_train_end_async`, so the final checkpoint holds the async callbacks' state)."""
         ordered = sorted(
-            (cb for cb in self.callbacks if self.failures.enabled(cb)),
+            (cb for cb in self.callbacks if self.failures.enabled(cb) and self._runs_here(cb)),
             key=lambda cb: isinstance(cb, CheckpointCallback),
         )
         reports = [(cb, self.failures.call(cb, "on_train_end", trainer)) for cb in ordered]
@@ -361,7 +389,7 @@ class CallbackManager:
 
     def on_exception(self, trainer: TrainerView, exc: BaseException) -> None:
         """Tell every callback that training is stopping (checkpoints last); never raises."""
-        ordered = sorted(self._every(), key=lambda cb: isinstance(cb, CheckpointCallback))
+        ordered = sorted(self._here(), key=lambda cb: isinstance(cb, CheckpointCallback))
         for cb in ordered:
             self.failures.teardown(cb, "on_exception", lambda cb=cb: cb.on_exception(trainer, exc))
 
@@ -370,7 +398,7 @@ class CallbackManager:
         if self._closed:
             return
         self._closed = True
-        for cb in self._every():
+        for cb in self._here():
             self.failures.teardown(cb, "close", cb.close)
 
     # -------------------------------------------------------------------- state

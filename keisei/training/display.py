@@ -66,6 +66,19 @@ def _format_eta(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+class NoDisplay:
+    """Nothing: ranks other than 0 show no progress (rank 0 shows every rank's)."""
+
+    def start(self, step: int, total_steps: int) -> None:
+        pass
+
+    def update(self, snapshot: ProgressSnapshot) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
 class PlainDisplay:
     """One INFO line per epoch."""
 

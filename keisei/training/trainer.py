@@ -6,6 +6,11 @@ callbacks. The trainer owns the one teardown path: on any failure or Ctrl-C the 
 `on_exception` (the checkpoint callback writes the final checkpoint there), then everything the
 run acquired is released, and the error propagates.
 
+With several ranks (see `distributed.py`) every rank runs this same loop on its own games: the
+update averages gradients across ranks, and at each epoch boundary the ranks send rank 0 their
+game states (for checkpoints) and agree on what changes the control flow (a callback disabled, a
+failure, a Ctrl-C), so every rank takes the same branch at the same step and none waits forever.
+
 A final checkpoint after a failure records the failure in its manifest. When training stopped at
 an epoch boundary (Ctrl-C once, a failing callback) it is a clean checkpoint and `latest` names it;
 when it stopped mid-epoch (a second Ctrl-C or an error during collection or the update) it is
@@ -21,6 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -36,23 +42,22 @@ from keisei.rl.rollout import GameStats, SelfPlayCollector
 from keisei.shogi import VecShogiEnv
 from keisei.timing import SectionTimer
 from keisei.training.callback_manager import CallbackManager
-from keisei.training.callbacks import AsyncCallback, CheckpointSaver, Evaluator
-from keisei.training.display import Display, LiveDisplay, PlainDisplay, ProgressSnapshot
+from keisei.training.callbacks import (
+    AsyncCallback,
+    CheckpointSaver,
+    CriticalCallbackError,
+    Evaluator,
+)
+from keisei.training.display import Display, LiveDisplay, NoDisplay, PlainDisplay, ProgressSnapshot
+from keisei.training.distributed import RankFailedError, World
 from keisei.training.event_loop import BackgroundEventLoop
 from keisei.training.extra_callbacks import build_extra_callbacks
 from keisei.training.interrupt import GracefulInterrupt, StopRequested
+from keisei.training.rank_state import RankStates
 from keisei.training.run_dir import RunPlan
 from keisei.training.trainer_view import TrainerCallbackView
 
-
-def pick_device(name: str) -> torch.device:
-    """`auto` is CUDA when available, else CPU; anything else must exist."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"training.device = {name!r} but CUDA is not available here")
-    return device
+T = TypeVar("T")
 
 
 def seed_everything(seed: int) -> None:
@@ -79,6 +84,17 @@ def _describe(exc: BaseException) -> str:
     return text[:500]
 
 
+def _describe_with_cause(exc: BaseException) -> str:
+    cause = exc.__cause__
+    return _describe(exc) + ("" if cause is None else f" ({_describe(cause)})")
+
+
+def _raise_first_rank_failure(failures: list[str | None], what: str, step: int) -> None:
+    for rank, failure in enumerate(failures):
+        if failure is not None:
+            raise RankFailedError(rank, f"{what} failed on rank {rank} at step {step}: {failure}")
+
+
 class Trainer:
     """One training run in `plan.run_dir`, fresh or resumed.
 
@@ -89,20 +105,26 @@ class Trainer:
     """
 
     def __init__(
-        self, plan: RunPlan, *, live: bool = False, evaluator: Evaluator | None = None
+        self,
+        plan: RunPlan,
+        *,
+        live: bool = False,
+        evaluator: Evaluator | None = None,
+        world: World | None = None,
     ) -> None:
         config = plan.config
         self.config = config
+        self.world = world = world or World()
         self.run_dir = plan.run_dir
         self.layout = RunLayout(self.run_dir)
         self.logger = log.get_logger("trainer")
-        self.device = pick_device(config.training.device)
-        seed_everything(config.training.seed)
+        self.device = world.device(config.training.device)
+        seed_everything(config.training.seed)  # the same initial weights on every rank
 
         env_cfg, model_cfg = config.env, config.model
         self.env = VecShogiEnv(
             env_cfg.num_envs,
-            seed=config.training.seed,
+            seed=config.training.seed + world.rank,
             max_plies=env_cfg.max_plies,
             declaration=env_cfg.declaration,
         )
@@ -113,24 +135,26 @@ class Trainer:
             value_hidden=model_cfg.value_hidden,
         )
         self.model = ActorCritic(self.architecture).to(self.device)
+        seed_everything(config.training.seed + world.rank)  # each rank samples its own games
         steps_per_epoch = config.training.steps_per_epoch
         total_updates = math.ceil(config.training.total_timesteps / steps_per_epoch)
-        self.ppo = PPO(self.model, config.ppo, total_updates, self.device)
+        self.ppo = PPO(self.model, config.ppo, total_updates, self.device, world.size)
         self.timer = SectionTimer()
         self.collector = SelfPlayCollector(
             self.env,
-            steps_per_epoch // env_cfg.num_envs,
+            steps_per_epoch // world.size // env_cfg.num_envs,
             self.device,
             config.ppo.gamma,
             config.ppo.gae_lambda,
             self.timer,
         )
+        self.ranks = RankStates(world, self.collector)
         self.store = CheckpointStore.from_config(config.checkpoint, self.layout.checkpoints)
         self.checkpoint_saver: CheckpointSaver = self.store.saver(self._training_state)
-        if evaluator is None and config.evaluation.enable_periodic_evaluation:
+        if evaluator is None and config.evaluation.enable_periodic_evaluation and world.is_main:
             evaluator = EvaluationManager(config.evaluation, self.run_dir)
         self.evaluator = evaluator
-        self.manager = CallbackManager(config, self.run_dir)
+        self.manager = CallbackManager(config, self.run_dir, rank=world.rank, world_size=world.size)
         self.manager.setup_default_callbacks()
         self.manager.setup_async_callbacks()
         for callback, every in build_extra_callbacks(config.callbacks.extra):
@@ -176,6 +200,10 @@ class Trainer:
         release.append(("callbacks", self.manager.close))
         release.append(("callback event loop", self._bridge.close))
         release.append(("checkpoint store", self.store.close))
+        if not self.world.is_main:  # rank 0 owns the run directory, the metrics and the display
+            self.metrics = log.MetricsRecorder([])
+            self.display: Display = NoDisplay()
+            return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log.set_level(config.logging.level)
         log.attach_log_file(self.layout.log)
@@ -204,7 +232,7 @@ class Trainer:
             release.append(("evaluator", closer))
         if isinstance(self.evaluator, EvaluationManager) and config.evaluation.async_mode:
             self.evaluator.start_workers()  # their start-up overlaps the first epochs
-        self.display: Display = LiveDisplay() if live else PlainDisplay()
+        self.display = LiveDisplay() if live else PlainDisplay()
 
     def _release(self) -> None:
         """The one teardown path: release everything acquired, each piece whatever the others
@@ -220,7 +248,8 @@ class Trainer:
 
     @property
     def stats(self) -> GameStats:
-        return self.collector.stats
+        """The game statistics of every rank together (this rank's own, on other ranks)."""
+        return self.ranks.all_stats
 
     def record_metrics(self, metrics: Mapping[str, float]) -> None:
         self.metrics.record(metrics, self.global_timestep)
@@ -249,11 +278,7 @@ class Trainer:
             config_hash=config_hash(self.config),
             architecture=self.architecture.to_dict(),
             metrics=latest,
-            extra={
-                "env": self.env.state_dict(),
-                "game_stats": self.stats.state_dict(),
-                "config": config_to_dict(self.config),
-            },
+            extra={**self.ranks.checkpoint_extra(), "config": config_to_dict(self.config)},
             clean=self._at_epoch_boundary,
             failure=None if self._failure is None else _describe(self._failure),
         )
@@ -274,16 +299,16 @@ class Trainer:
             checkpoint.restore_scaler(self.ppo.scaler)
         self.global_timestep = checkpoint.step
         self.updates = int(checkpoint.counters.get("updates", 0))
-        extra = checkpoint.extra
-        self.collector.stats = GameStats.from_state(extra["game_stats"])
-        self.env.load_state_dict(extra["env"])
+        restore_manifest_rng = self.ranks.restore(checkpoint.extra, self.logger)
+        self.ranks.share()
         self.manager.load_state_dict(checkpoint.callback_state)
         if checkpoint.config_hash != config_hash(self.config):
             self.logger.warning(
                 "the configuration differs from the one checkpoint %s was written with",
                 checkpoint.path,
             )
-        checkpoint.restore_rng()  # last: nothing below may draw random numbers first
+        if restore_manifest_rng:
+            checkpoint.restore_rng()  # last: nothing below may draw random numbers first
         return checkpoint.path
 
     # -------------------------------------------------------------------- loop
@@ -320,20 +345,19 @@ class Trainer:
         self.manager.on_train_start(self.view)
         while self.global_timestep < total:
             self._epoch()
-            if self._interrupt.requested:
-                raise StopRequested(f"stopped by Ctrl-C at step {self.global_timestep}")
         self._bridge.run(self.manager.on_train_end_async(self.view))
         self.manager.on_train_end(self.view)
 
     def _epoch(self) -> None:
         epoch_start = time.monotonic()
         self._at_epoch_boundary = False
-        rollout = self.collector.collect(self.model)
+        rollout = self._agreed("self-play", lambda: self.collector.collect(self.model))
         with self.timer.section("ppo"):
             update = self.ppo.update(rollout)
         self.updates += 1
         self.global_timestep += self.config.training.steps_per_epoch
         self._at_epoch_boundary = True
+        self.ranks.share()
         elapsed = time.monotonic() - epoch_start
         steps_per_second = self.config.training.steps_per_epoch / max(elapsed, 1e-9)
         stats = self.stats
@@ -349,10 +373,57 @@ class Trainer:
                 "games/decisive_share_recent": stats.recent_decisive_share,
             }
         )
+        failure: CriticalCallbackError | None = None
         with self.timer.section("callbacks"):
-            self._bridge.run(self.manager.execute_step_callbacks_async(self.view))
-            self.manager.execute_step_callbacks(self.view)
+            try:
+                self._bridge.run(self.manager.execute_step_callbacks_async(self.view))
+                self.manager.execute_step_callbacks(self.view)
+            except CriticalCallbackError as exc:
+                failure = exc
+        self._agree_on_epoch_end(failure)
         self.display.update(self._snapshot(steps_per_second, update))
+
+    def _agreed(self, what: str, work: Callable[[], T]) -> T:
+        """Run `work` on every rank; if it failed on any, every rank raises (no rank goes on to
+        wait in a collective for one that stopped)."""
+        if not self.world.distributed:
+            return work()
+        try:
+            result, error = work(), None
+        except Exception as exc:
+            result, error = None, exc
+        outcomes = self.world.all_gather(None if error is None else _describe(error), what)
+        if error is not None:
+            raise error
+        _raise_first_rank_failure(outcomes, what, self.global_timestep)
+        return result  # type: ignore[return-value]
+
+    def _agree_on_epoch_end(self, failure: CriticalCallbackError | None) -> None:
+        """What every rank does next, decided together: callbacks disabled on any rank are
+        disabled on all; a critical failure or a Ctrl-C on any rank stops every rank now."""
+        step = self.global_timestep
+        stop = self._interrupt.requested
+        if self.world.distributed:
+            decisions = self.world.all_gather(
+                {
+                    "disabled": sorted(self.manager.disabled_keys()),
+                    "failure": None if failure is None else _describe_with_cause(failure),
+                    "stop": stop,
+                },
+                "the epoch's decisions",
+            )
+            for rank, decision in enumerate(decisions):
+                self.manager.disable(
+                    set(decision["disabled"]),
+                    f"it failed on rank {rank}, so every rank disables it at step {step}",
+                )
+            stop = any(decision["stop"] for decision in decisions)
+            if failure is None:
+                _raise_first_rank_failure([d["failure"] for d in decisions], "the callbacks", step)
+        if failure is not None:
+            raise failure
+        if stop:
+            raise StopRequested(f"stopped by Ctrl-C at step {step}")
 
     def _snapshot(self, steps_per_second: float, update: Mapping[str, float]) -> ProgressSnapshot:
         stats = self.stats

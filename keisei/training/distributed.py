@@ -1,0 +1,220 @@
+"""Several training processes (ranks) as one run: joining the process group, and the few
+collectives the trainer uses at an epoch boundary.
+
+The world comes from the environment that torchrun (or `keisei train --nproc-per-node N`) sets:
+`RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT` (the env://
+rendezvous). Without `WORLD_SIZE` > 1 the world is this one process: every collective below is
+local and no process group exists. Backend: NCCL when the ranks train on CUDA (one GPU per local
+rank), gloo on CPU.
+
+Rank-zero-only work (checkpoints, evaluation, metrics, display) must never call a collective: the
+other ranks are not there to answer, and the group would hang until its timeout. The manager runs
+such work inside `rank_zero_work()`, and the collectives here refuse to start inside it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+from keisei.config import Config, ConfigError
+from keisei.log import get_logger, set_rank
+
+T = TypeVar("T")
+
+_rank_zero_work: ContextVar[str | None] = ContextVar("keisei_rank_zero_work", default=None)
+
+
+class DistributedError(RuntimeError):
+    """The ranks cannot work together: one cannot join, or one was lost."""
+
+
+class RankFailedError(DistributedError):
+    """Another rank failed (a critical callback, an error in its games); this rank stops too."""
+
+    def __init__(self, rank: int, message: str) -> None:
+        super().__init__(message)
+        self.rank = rank
+
+
+class CollectiveInRankZeroWork(DistributedError):
+    """A collective was called from work that runs on rank 0 only (it would hang)."""
+
+
+@contextmanager
+def rank_zero_work(what: str) -> Iterator[None]:
+    """Run `what` (a callback hook, ...) on rank 0 only: collectives inside it raise."""
+    token = _rank_zero_work.set(what)
+    try:
+        yield
+    finally:
+        _rank_zero_work.reset(token)
+
+
+def _check_allowed(collective: str) -> None:
+    inside = _rank_zero_work.get()
+    if inside is not None:
+        raise CollectiveInRankZeroWork(
+            f"{collective} called inside {inside}, which runs on rank 0 only: the other ranks "
+            "would never answer. Declare the callback runs_on = 'all_ranks' to use collectives."
+        )
+
+
+def restart_count() -> int:
+    """How many times the launcher has restarted the group (torchrun's
+    `TORCHELASTIC_RESTART_COUNT`; `keisei train --nproc-per-node` sets it too)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT") or 0)
+
+
+def max_restarts() -> int:
+    return int(os.environ.get("TORCHELASTIC_MAX_RESTARTS") or 0)
+
+
+def world_size_from_env() -> int:
+    return int(os.environ.get("WORLD_SIZE") or 1)
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the ranks of a run (a single process: rank 0 of 1)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+    def device(self, name: str) -> torch.device:
+        """`training.device` for this rank: `auto` and `cuda` take the GPU of the local rank
+        when several ranks run; `cpu` is the CPU on every rank."""
+        if name == "auto":
+            name = "cuda" if torch.cuda.is_available() else "cpu"
+        if name == "cuda" and self.distributed:
+            return torch.device("cuda", self.local_rank)
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"training.device = {name!r} but CUDA is not available here")
+        return device
+
+    # ------------------------------------------------------------- collectives
+
+    def all_gather(self, obj: T, what: str) -> list[T]:
+        """Every rank's `obj`, in rank order, on every rank."""
+        _check_allowed(f"all_gather ({what})")
+        if not self.distributed:
+            return [obj]
+        out: list[Any] = [None] * self.size
+        with _lost_rank(what):
+            dist.all_gather_object(out, obj)
+        return out
+
+    def gather_to_main(self, obj: T, what: str) -> list[T] | None:
+        """Every rank's `obj`, in rank order, on rank 0; None on the other ranks."""
+        _check_allowed(f"gather ({what})")
+        if not self.distributed:
+            return [obj]
+        out: list[Any] | None = [None] * self.size if self.is_main else None
+        with _lost_rank(what):
+            dist.gather_object(obj, out, dst=0)
+        return out
+
+    def broadcast_from_main(self, obj: T, what: str) -> T:
+        """Rank 0's `obj` on every rank."""
+        _check_allowed(f"broadcast ({what})")
+        if not self.distributed:
+            return obj
+        box: list[Any] = [obj]
+        with _lost_rank(what):
+            dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def check_same(self, value: str, what: str) -> None:
+        """Every rank holds the same `value` (e.g. the config hash); ConfigError otherwise,
+        raised on every rank, naming the ranks that differ from rank 0."""
+        values = self.all_gather(value, what)
+        differing = [rank for rank, v in enumerate(values) if v != values[0]]
+        if differing:
+            raise ConfigError(
+                f"ranks {differing} have a different {what} from rank 0; every rank must be "
+                "started with the same config file and --set overrides"
+            )
+
+    def close(self) -> None:
+        if self.distributed and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@contextmanager
+def _lost_rank(what: str) -> Iterator[None]:
+    try:
+        yield
+    except dist.DistError as exc:
+        raise DistributedError(f"lost contact with another rank during {what}: {exc}") from exc
+
+
+def join_world(config: Config) -> World:
+    """Join the process group the environment describes (a no-op for a single process).
+
+    Raises `ConfigError` for more local ranks than GPUs or a device that names one GPU for
+    several ranks, `DistributedError` when the group is not complete within
+    `distributed.timeout_s`.
+    """
+    size = world_size_from_env()
+    if size <= 1:
+        return World()
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK") or rank)
+    local_size = int(os.environ.get("LOCAL_WORLD_SIZE") or size)
+    device_name = config.training.device
+    on_cuda = device_name.startswith("cuda") or (
+        device_name == "auto" and torch.cuda.is_available()
+    )
+    if on_cuda:
+        if ":" in device_name:
+            raise ConfigError(
+                f"'training.device' = {device_name!r} names one GPU, but {size} ranks run; use "
+                "cuda or auto (each rank takes the GPU of its local rank)"
+            )
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if local_size > count:
+            raise ConfigError(
+                f"{local_size} ranks on this machine but it has {count} CUDA device(s); start "
+                f"at most {count} (--nproc-per-node) or set training.device=cpu"
+            )
+        torch.cuda.set_device(local_rank)
+    backend = config.distributed.backend
+    if backend == "auto":
+        backend = "nccl" if on_cuda else "gloo"
+    timeout = config.distributed.timeout_s
+    address = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+    try:
+        dist.init_process_group(
+            backend, rank=rank, world_size=size, timeout=timedelta(seconds=timeout)
+        )
+    except (dist.DistError, RuntimeError, ValueError) as exc:
+        raise DistributedError(
+            f"rank {rank} of {size} could not join the process group at {address} within "
+            f"{timeout:g} s (distributed.timeout_s): {exc}"
+        ) from exc
+    world = World(rank, size, local_rank, backend)
+    if rank != 0:
+        set_rank(rank)
+    get_logger("distributed").info(
+        "rank %d of %d joined (%s, rendezvous %s)", rank, size, backend, address
+    )
+    return world
