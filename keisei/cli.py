@@ -128,8 +128,6 @@ def _train_this_rank(args: argparse.Namespace) -> int:
     """Train as this process: alone, or as one rank of several."""
     from dataclasses import replace
 
-    import torch.distributed as dist
-
     from keisei.config import check_world_size, config_hash
     from keisei.training.callbacks import CriticalCallbackError
     from keisei.training.distributed import DistributedError, join_world
@@ -165,8 +163,9 @@ def _train_this_rank(args: argparse.Namespace) -> int:
                     f"resume with: keisei train --resume {plan.run_dir}\n"
                 )
             return 130
-        except (CriticalCallbackError, DistributedError, dist.DistError) as exc:
-            cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
+        except (CriticalCallbackError, DistributedError) as exc:
+            critical = isinstance(exc, CriticalCallbackError) and exc.__cause__ is not None
+            cause = f": {exc.__cause__}" if critical else ""
             lines = f"\ntraining FAILED at step {trainer.global_timestep}: {exc}{cause}\n"
             if world.is_main:
                 lines += (

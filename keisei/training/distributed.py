@@ -119,7 +119,7 @@ class World:
         if not self.distributed:
             return [obj]
         out: list[Any] = [None] * self.size
-        with _lost_rank(what):
+        with lost_rank_reported(what):
             dist.all_gather_object(out, obj)
         return out
 
@@ -129,7 +129,7 @@ class World:
         if not self.distributed:
             return [obj]
         out: list[Any] | None = [None] * self.size if self.is_main else None
-        with _lost_rank(what):
+        with lost_rank_reported(what):
             dist.gather_object(obj, out, dst=0)
         return out
 
@@ -139,7 +139,7 @@ class World:
         if not self.distributed:
             return obj
         box: list[Any] = [obj]
-        with _lost_rank(what):
+        with lost_rank_reported(what):
             dist.broadcast_object_list(box, src=0)
         return box[0]
 
@@ -159,12 +159,30 @@ class World:
             dist.destroy_process_group()
 
 
+def is_lost_rank_error(exc: BaseException) -> bool:
+    """Whether `exc` is a collective failing because another rank went away (gloo and NCCL
+    report it as a plain RuntimeError)."""
+    if isinstance(exc, dist.DistError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        mark in text for mark in ("gloo", "NCCL", "Connection reset", "Connection closed")
+    )
+
+
 @contextmanager
-def _lost_rank(what: str) -> Iterator[None]:
+def lost_rank_reported(what: str) -> Iterator[None]:
+    """Turn a collective failing for want of another rank into a `DistributedError` that says
+    so (a rank that died, or one that stopped answering within `distributed.timeout_s`)."""
     try:
         yield
-    except dist.DistError as exc:
-        raise DistributedError(f"lost contact with another rank during {what}: {exc}") from exc
+    except RuntimeError as exc:
+        if not is_lost_rank_error(exc):
+            raise
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DistributedError(
+            f"lost contact with another rank during {what}: {first_line[:300]}"
+        ) from exc
 
 
 def join_world(config: Config) -> World:

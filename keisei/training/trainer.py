@@ -49,7 +49,7 @@ from keisei.training.callbacks import (
     Evaluator,
 )
 from keisei.training.display import Display, LiveDisplay, NoDisplay, PlainDisplay, ProgressSnapshot
-from keisei.training.distributed import RankFailedError, World
+from keisei.training.distributed import RankFailedError, World, lost_rank_reported
 from keisei.training.event_loop import BackgroundEventLoop
 from keisei.training.extra_callbacks import build_extra_callbacks
 from keisei.training.interrupt import GracefulInterrupt, StopRequested
@@ -352,7 +352,7 @@ class Trainer:
         epoch_start = time.monotonic()
         self._at_epoch_boundary = False
         rollout = self._agreed("self-play", lambda: self.collector.collect(self.model))
-        with self.timer.section("ppo"):
+        with self.timer.section("ppo"), lost_rank_reported("the PPO update"):
             update = self.ppo.update(rollout)
         self.updates += 1
         self.global_timestep += self.config.training.steps_per_epoch
