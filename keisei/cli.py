@@ -68,11 +68,13 @@ def _launch_ranks(args: argparse.Namespace) -> int:
     """Check the run once here, then start `--nproc-per-node` ranks (restarting them after a
     failure up to `--max-restarts` times)."""
     from keisei.config import check_world_size
+    from keisei.training.distributed import check_devices_for_ranks
     from keisei.training.launch import launch
     from keisei.training.run_dir import plan_run
 
     plan = plan_run(args.config, args.overrides, args.run_name, args.resume, args.callbacks)
     check_world_size(plan.config, args.nproc_per_node)
+    check_devices_for_ranks(plan.config, args.nproc_per_node)
     # A fixed name, so that every rank and every restart finds the same run directory.
     run_name = args.run_name if args.resume is not None else plan.run_dir.name
     if args.live is None and sys.stderr.isatty():

@@ -185,6 +185,27 @@ def lost_rank_reported(what: str) -> Iterator[None]:
         ) from exc
 
 
+def check_devices_for_ranks(config: Config, local_ranks: int) -> bool:
+    """Whether `local_ranks` ranks on this machine train on CUDA (one GPU each); ConfigError
+    when there are fewer GPUs than that, or `training.device` names one GPU for all of them."""
+    name = config.training.device
+    on_cuda = name.startswith("cuda") or (name == "auto" and torch.cuda.is_available())
+    if not on_cuda or local_ranks <= 1:
+        return on_cuda
+    if ":" in name:
+        raise ConfigError(
+            f"'training.device' = {name!r} names one GPU, but {local_ranks} ranks run here; use "
+            "cuda or auto (each rank takes the GPU of its local rank)"
+        )
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if local_ranks > count:
+        raise ConfigError(
+            f"{local_ranks} ranks on this machine but it has {count} CUDA device(s); start at "
+            "most that many (--nproc-per-node) or set training.device=cpu"
+        )
+    return True
+
+
 def join_world(config: Config) -> World:
     """Join the process group the environment describes (a no-op for a single process).
 
@@ -198,22 +219,8 @@ def join_world(config: Config) -> World:
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK") or rank)
     local_size = int(os.environ.get("LOCAL_WORLD_SIZE") or size)
-    device_name = config.training.device
-    on_cuda = device_name.startswith("cuda") or (
-        device_name == "auto" and torch.cuda.is_available()
-    )
+    on_cuda = check_devices_for_ranks(config, local_size)
     if on_cuda:
-        if ":" in device_name:
-            raise ConfigError(
-                f"'training.device' = {device_name!r} names one GPU, but {size} ranks run; use "
-                "cuda or auto (each rank takes the GPU of its local rank)"
-            )
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if local_size > count:
-            raise ConfigError(
-                f"{local_size} ranks on this machine but it has {count} CUDA device(s); start "
-                f"at most {count} (--nproc-per-node) or set training.device=cpu"
-            )
         torch.cuda.set_device(local_rank)
     backend = config.distributed.backend
     if backend == "auto":

@@ -380,8 +380,8 @@ class Trainer:
                 self.manager.execute_step_callbacks(self.view)
             except CriticalCallbackError as exc:
                 failure = exc
-        self._agree_on_epoch_end(failure)
         self.display.update(self._snapshot(steps_per_second, update))
+        self._agree_on_epoch_end(failure)
 
     def _agreed(self, what: str, work: Callable[[], T]) -> T:
         """Run `work` on every rank; if it failed on any, every rank raises (no rank goes on to
