@@ -154,3 +154,17 @@ def test_resume_one_rank_as_two_starts_new_games_on_rank_1(tmp_path: Path):
     manifest = read_manifest(resolve_checkpoint(run_dir))
     assert manifest["extra"]["world_size"] == 2 and manifest["counters"]["updates"] == 8
     assert json.loads(json.dumps(manifest["extra"]["peers"]))[0]["env"]
+
+
+def test_the_same_command_runs_under_plain_torchrun(tmp_path: Path):
+    import sys
+
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc-per-node", "2", "-m", "keisei"]  # fmt: skip
+    command = train_command("torchrun", tmp_path, ["training.total_timesteps=128"])
+    result = run([*torchrun, *command[command.index("train") :]])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("training finished at step 128") == 1
+    assert latest_step(tmp_path / "torchrun") == 128
+    manifest = read_manifest(resolve_checkpoint(tmp_path / "torchrun"))
+    assert manifest["extra"]["world_size"] == 2

@@ -75,3 +75,14 @@ def test_game_statistics_of_several_ranks_sum():
     assert total.reasons == {"checkmate": 2, "max_plies": 1}
     assert sorted(total.recent_lengths) == [50, 70, 512]
     assert total.recent_decisive_share == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("name", ["default.yaml", "gpu-small.yaml", "gpu.yaml"])
+def test_shipped_configs_divide_among_2_4_and_8_ranks(name: str):
+    from pathlib import Path
+
+    from keisei.config import load_config
+
+    shipped = load_config(Path(__file__).resolve().parents[2] / "configs" / name)
+    for ranks in (2, 4, 8):
+        check_world_size(shipped, ranks)

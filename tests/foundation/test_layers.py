@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("checkpoints", ("keisei.checkpoint",)),
     ("evaluation", ("keisei.evaluation",)),
     ("training", ("keisei.training",)),
-    ("interfaces", ("keisei.cli", "keisei.usi")),
+    ("interfaces", ("keisei.cli", "keisei.usi", "keisei.__main__")),
 ]
 
 
