@@ -8,7 +8,9 @@ strength that playouts buy (Playouts=N against Playouts=0, the policy's own best
      during `PuctSearch.run` (forward pass plus gathering the legal moves' logits and the
      softmax over them). Target: at least 70% of the baseline;
    * the whole search: playouts per second of search wall time (tree walk, move generation,
-     features included), for scale.
+     features included), for scale;
+   * `--together` positions searched at once in lockstep (evaluation matches) against the same
+     searches one by one: positions per second.
    Each position's search is followed at once by the baseline over as many positions (a busy
    machine slows both alike); ratios are taken per trial, figures are medians over the trials.
 2. Match: `--games` games, Playouts=`--playouts` against Playouts=`--opponent-playouts` (default
@@ -38,13 +40,13 @@ import numpy as np
 import torch
 
 from keisei.checkpoint.errors import CheckpointNotFoundError
+from keisei.evaluation.batch_evaluator import BatchEvaluator
+from keisei.evaluation.search import PuctSearch
+from keisei.evaluation.search_limits import SearchControl
 from keisei.model import ActorCritic, Architecture
 from keisei.shogi import ShogiGame
 from keisei.usi.agent import Agent, SearchSettings, load_model
-from keisei.usi.evaluator import BatchEvaluator
-from keisei.usi.limits import SearchControl
 from keisei.usi.locate import locate_checkpoint
-from keisei.usi.search import PuctSearch
 
 TARGET_RATIO = 0.70
 
@@ -145,6 +147,30 @@ def throughput(model: ActorCritic, args: argparse.Namespace, device: Any) -> Non
         "of baseline"
     )
     print(f"  mean batch fill {statistics.median(fills):.1f} of {args.batch}")
+
+
+def lockstep(model: ActorCritic, args: argparse.Namespace, device: Any) -> None:
+    """`--together` positions searched at once (each forward pass carries the leaves of all of
+    them, as for the games of an evaluation match) against the same searches one by one."""
+    games = [random_opening(2000 + i, 8 * i) for i in range(args.together)]
+    search = PuctSearch(
+        BatchEvaluator(model, args.batch * len(games), device), leaf_batch=args.batch
+    )
+    search.run_many(games, SearchControl(max_playouts=50))  # warm-up
+    together, alone = [], []
+    for _ in range(args.trials):
+        start = time.perf_counter()
+        search.run_many(games, SearchControl(max_playouts=args.search_playouts))
+        together.append(len(games) / (time.perf_counter() - start))
+        start = time.perf_counter()
+        for game in games:
+            search.run(game, SearchControl(max_playouts=args.search_playouts))
+        alone.append(len(games) / (time.perf_counter() - start))
+    t, a = statistics.median(together), statistics.median(alone)
+    print(
+        f"  {len(games)} searches together {t:8.2f} positions/s   one by one {a:8.2f} positions/s"
+        f"   ({t / a:.2f}x; {args.search_playouts} playouts, {args.batch} leaves a search a pass)"
+    )
 
 
 # --- 2. match --------------------------------------------------------------------------------
@@ -256,6 +282,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--search-playouts", type=int, default=800, help="per position, part 1")
+    parser.add_argument("--together", type=int, default=8, help="positions searched at once")
     parser.add_argument("--games", type=int, default=100)
     parser.add_argument("--playouts", type=int, default=200)
     parser.add_argument(
@@ -274,6 +301,7 @@ def main() -> None:
     print(f"network: {source} ({model.architecture}), device {device}")
     if not args.skip_throughput:
         throughput(model, args, device)
+        lockstep(model, args, device)
     if not args.skip_match:
         match(model.cpu(), args)
 

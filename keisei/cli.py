@@ -234,6 +234,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             options=options,
             seed=args.seed,
             greedy=not args.sample,
+            playouts=args.playouts,
             max_plies=args.max_plies,
             random_opening_plies=args.opening_plies,
             usi_byoyomi_ms=args.byoyomi,
@@ -283,6 +284,80 @@ def _cmd_ratings(args: argparse.Namespace) -> int:
                       str(fit.games), f"{fit.rating:.0f}", f"{fit.low:.0f} to {fit.high:.0f}",
                       f"{player.rating:.0f}")  # fmt: skip
     _stdout_console().print(table)
+    from keisei.evaluation.ladder_registry import read_agent_ratings
+
+    for row in read_agent_ratings(database):
+        _stdout_console().print(
+            f"ladder {row.session}: {row.agent} Elo {row.rating:.0f} (95% interval "
+            f"{row.low:.0f} to {row.high:.0f}), {row.games} games against the references of "
+            f"{row.registry}"
+        )
+    return 0
+
+
+def _cmd_ladder(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from keisei.evaluation.ladder import ladder_settings, run_ladder, select_references
+    from keisei.evaluation.ladder_registry import LadderRegistryError
+
+    overrides = list(args.overrides)
+    if args.games is not None:
+        overrides.append(f"ladder.games_per_reference={args.games}")
+    if args.seed is not None:
+        overrides.append(f"ladder.seed={args.seed}")
+    settings = ladder_settings(args.target, args.config, overrides)
+    names = [name.strip() for name in (args.references or "").split(",") if name.strip()]
+    references = select_references(settings, names)
+    planned = settings.games_per_reference
+    with Progress(console=get_console(), transient=True) as progress:
+        task = progress.add_task("ladder", total=planned * len(references))
+        try:
+            result = run_ladder(
+                args.target, references, settings, refit=args.refit, playouts=args.playouts,
+                on_game=lambda ref, _: progress.update(
+                    task, advance=1, description=f"vs {escape(ref.name)}"),
+                on_rung=lambda rung: progress.advance(task, planned - rung.score.games),
+            )  # fmt: skip
+        except LadderRegistryError as exc:
+            get_logger().error("%s", exc)
+            return 1
+    level = f"{settings.confidence:.0%}"
+    table = Table(title=f"Ladder: {result.agent}, up to {planned} games a reference")
+    for column in ("reference", "Elo", "95% interval", "rated", "games", "W/D/L", "score",
+                   f"score {level}", "stopped"):  # fmt: skip
+        table.add_column(column, justify="left" if column in ("reference", "rated") else "right")
+    for rung in result.rungs:
+        rating, played = rung.rating, rung.rung.score
+        low, high = played.interval(settings.confidence)
+        table.add_row(
+            escape(rung.name), "-" if rating is None else f"{rating.rating:.0f}",
+            "" if rating is None or rating.method == "anchor"
+            else f"{rating.low:.0f} to {rating.high:.0f}",
+            rung.rated, str(played.games), str(played) if played.games else "-",
+            f"{played.share:.0%}" if played.games else "-",
+            f"{low:.0%} to {high:.0%}" if played.games else "-", escape(rung.rung.stopped),
+        )  # fmt: skip
+    console = _stdout_console()
+    console.print(table)
+    fit = result.agent_rating
+    console.print(
+        f"agent {escape(result.agent)}: "
+        + ("not rated (no random or rated reference was played)" if fit is None else
+           f"Elo {fit.rating:.0f} (95% interval {fit.low:.0f} to {fit.high:.0f}), {result.games} "
+           "games, against the references' fixed ratings (random = 0)")
+    )  # fmt: skip
+    console.print(
+        f"sequential test: after {settings.min_games} games at a reference, stop once the "
+        f"{level} Wilson interval of the score (draws count half) lies above 50% (passed) or "
+        "below it (cannot reach); references above one the agent cannot reach are skipped"
+    )
+    console.print(f"games:   {result.record_dir} (KIF and CSA, a folder per reference)")
+    console.print(f"ratings: references in {result.registry}; this run: keisei ratings "
+                  f"{result.run_dir}")  # fmt: skip
+    console.print(f"plot:    {result.plot}")
     return 0
 
 
@@ -351,6 +426,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--run-dir", help="where records and ratings go (default: the run's)")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--sample", action="store_true", help="sample moves, not argmax")
+    evaluate.add_argument(
+        "--playouts", type=int, default=0, metavar="N",
+        help="the checkpoint searches (PUCT) N playouts a move, rated as <name>+puct<N> "
+        "(default 0: its raw policy)",
+    )  # fmt: skip
     evaluate.add_argument("--max-plies", type=int, default=512)
     evaluate.add_argument("--opening-plies", type=int, default=4)
     evaluate.add_argument("--byoyomi", type=int, default=100, help="ms per move for usi: engines")
@@ -365,6 +445,25 @@ def build_parser() -> argparse.ArgumentParser:
     ratings = commands.add_parser("ratings", help="maximum-likelihood Elo of a run's players")
     ratings.add_argument("run_dir")
     ratings.set_defaults(func=_cmd_ratings)
+
+    ladder = commands.add_parser(
+        "ladder", help="rate a checkpoint against fixed references of increasing strength"
+    )
+    ladder.add_argument("target", metavar="RUN_OR_CHECKPOINT",
+                        help="a checkpoint directory, or a run directory (its latest)")  # fmt: skip
+    _add_config_args(ladder)
+    ladder.add_argument("--games", type=int, default=None, metavar="N",
+                        help="games a reference (default: ladder.games_per_reference)")  # fmt: skip
+    ladder.add_argument("--references", metavar="NAME,NAME",
+                        help="play only these references of ladder.references")  # fmt: skip
+    ladder.add_argument(
+        "--playouts", type=int, default=0, metavar="N",
+        help="the checkpoint searches (PUCT) N playouts a move (default 0: its raw policy)",
+    )  # fmt: skip
+    ladder.add_argument("--refit", action="store_true",
+                        help="refit every reference's stored rating from all stored games")  # fmt: skip
+    ladder.add_argument("--seed", type=int, default=None, help="default: ladder.seed")
+    ladder.set_defaults(func=_cmd_ladder)
 
     report = commands.add_parser("report", help="plots and a Markdown summary of a run")
     report.add_argument("run_dir")

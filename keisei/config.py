@@ -52,10 +52,13 @@ __all__ = [
     "add_extra_callbacks",
     "EnvConfig",
     "EvaluationConfig",
+    "LadderConfig",
+    "LadderReference",
     "ExtraCallback",
     "LoggingConfig",
     "ModelConfig",
     "PPOConfig",
+    "SelfPlayConfig",
     "TrainingConfig",
     "config_hash",
     "dump_config",
@@ -165,6 +168,15 @@ class PPOConfig(_Section):
     """Run the network through `torch.compile`."""
 
 
+class SelfPlayConfig(_Section):
+    past_opponent_share: Fraction = 0.2
+    """Share of each rank's games (`env.num_envs`) the learner plays against a frozen past
+    checkpoint of this run instead of itself; only the learner's moves are trained on."""
+    past_opponents: PositiveInt = 3
+    """The opponent is drawn (uniformly) from this many newest checkpoints of the run, again
+    each time the step reaches a multiple of `training.checkpoint_interval_timesteps`."""
+
+
 class EvaluationConfig(_Section):
     enable_periodic_evaluation: bool = True
     evaluation_interval_timesteps: PositiveInt = 51_200
@@ -182,6 +194,9 @@ class EvaluationConfig(_Section):
     """Pick pool members uniformly, or those nearest the agent's current rating."""
     greedy: bool = True
     """The agent plays its most probable move (True) or samples from its policy."""
+    playouts: Annotated[int, Field(strict=True, ge=0)] = 0
+    """The agent's moves in evaluation games use PUCT search with this many playouts (batched
+    across the games of a match; rated as `<checkpoint>+puct<N>`); 0 = the raw policy."""
     random_opening_plies: Annotated[int, Field(strict=True, ge=0)] = 4
     """Uniformly random plies before the players take over, so games differ."""
     max_plies: PositiveInt = 512
@@ -207,6 +222,82 @@ class EvaluationConfig(_Section):
     workers: PositiveInt = 1
     """Background evaluation processes."""
     seed: int = 12345
+
+
+def _opponent_syntax(spec: str) -> str:
+    parse_opponent_spec(spec)
+    return spec
+
+
+FAIRY_STOCKFISH = "usi:/usr/games/fairy-stockfish"
+
+
+class LadderReference(_Section):
+    """One reference of `keisei ladder`: an opponent with the limits that set its strength."""
+
+    name: Annotated[str, Field(min_length=1)]
+    """How the ladder shows it (e.g. `fairy-stockfish skill -10`); `--references` picks by it."""
+    opponent: Annotated[str, AfterValidator(_opponent_syntax)]
+    """random, greedy, checkpoint:PATH or usi:COMMAND. That its program exists is checked when a
+    ladder plays it (naming this key), so a config naming an engine not installed here still
+    trains."""
+    options: dict[str, str] = Field(default_factory=dict)
+    """USI options of a usi: opponent (e.g. {"Skill Level": "-10"})."""
+    byoyomi_ms: PositiveInt | None = 100
+    """Milliseconds a move for a usi: opponent (null with `nodes`: the node limit alone)."""
+    nodes: PositiveInt | None = None
+    """Nodes a move for a usi: opponent (unlike time, the same strength on every machine)."""
+
+    @model_validator(mode="after")
+    def _engine_settings_need_an_engine(self) -> LadderReference:
+        if not self.opponent.startswith("usi:") and (self.options or self.nodes is not None):
+            raise ValueError(f"{self.name!r}: options and nodes apply to usi: opponents only")
+        return self
+
+
+def _default_ladder() -> list[LadderReference]:
+    return [
+        LadderReference(name="random", opponent="random"),
+        *(
+            LadderReference(
+                name=f"fairy-stockfish skill {level}",
+                opponent=FAIRY_STOCKFISH,
+                options={"Skill Level": str(level)},
+            )
+            for level in (-20, -10, -5, 0, 5)
+        ),
+    ]
+
+
+class LadderConfig(_Section):
+    """`keisei ladder`: a checkpoint against fixed references, weakest first, on one Elo scale."""
+
+    references: list[LadderReference] = Field(default_factory=_default_ladder)
+    """In increasing strength: after one the agent clearly cannot reach, the rest are skipped.
+    Their ratings are fitted once and then kept (in `ladder.sqlite` beside the runs)."""
+    games_per_reference: PositiveInt = 20
+    """Games at each reference (fewer when the sequential test decides early)."""
+    min_games: PositiveInt = 6
+    """Games at a reference before the sequential test may stop early."""
+    confidence: Annotated[float, Field(gt=0, lt=1), BeforeValidator(_not_bool)] = 0.95
+    """Of the score's interval: stop once it lies entirely above or below 50%."""
+    greedy: bool = True
+    """The agent plays its most probable move (True) or samples from its policy."""
+    random_opening_plies: Annotated[int, Field(strict=True, ge=0)] = 4
+    """Uniformly random plies before the players take over; each opening is played twice, the
+    agent black in one game and white in the other."""
+    max_plies: PositiveInt = 512
+    usi_timeout_s: PositiveFloat = 30.0
+    """An engine that takes longer than this for a move (beyond its byoyomi) loses the game."""
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> LadderConfig:
+        names = [reference.name for reference in self.references]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"ladder reference names must differ: {', '.join(repeated)} repeated")
+        return self
 
 
 _CALLBACK_TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
@@ -294,7 +385,9 @@ class Config(_Section):
     env: EnvConfig = Field(default_factory=EnvConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     ppo: PPOConfig = Field(default_factory=PPOConfig)
+    selfplay: SelfPlayConfig = Field(default_factory=SelfPlayConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    ladder: LadderConfig = Field(default_factory=LadderConfig)
     callbacks: CallbacksConfig = Field(default_factory=CallbacksConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)

@@ -85,7 +85,9 @@ def run_evaluation(job: EvaluationJob) -> EvaluationResult:
     started = time.monotonic()
     cfg = job.settings
     run = RunLayout(job.run_dir)
-    agent = load_checkpoint_player(job.checkpoint, greedy=cfg.greedy, seed=job.seed, kind="agent")
+    agent = load_checkpoint_player(
+        job.checkpoint, greedy=cfg.greedy, seed=job.seed, kind="agent", playouts=cfg.playouts
+    )
     registry = EloRegistry(
         run.elo_database, k=cfg.elo_k, anchor="random", anchor_rating=cfg.elo_anchor_rating
     )

@@ -37,6 +37,7 @@ def evaluate_checkpoint(
     options: Mapping[str, str] | None = None,
     seed: int = 0,
     greedy: bool = True,
+    playouts: int = 0,
     max_plies: int = 512,
     random_opening_plies: int = 4,
     usi_byoyomi_ms: int | None = 100,
@@ -47,13 +48,16 @@ def evaluate_checkpoint(
     """Play `games` games and record them; raises a clear error for a bad checkpoint/opponent.
 
     `usi_timeout_s` bounds every wait for a `usi:` opponent (start-up, new game, each move); an
-    engine that does not answer in time loses that game (`engine_timeout`).
+    engine that does not answer in time loses that game (`engine_timeout`). With `playouts` > 0
+    the checkpoint searches (PUCT) that many playouts a move and is rated as `<name>+puct<N>`.
     """
     if games < 1:
         raise ValueError(f"--games must be at least 1, got {games}")
     if not usi_timeout_s > 0:
         raise ValueError(f"--timeout must be a positive number of seconds, got {usi_timeout_s}")
-    agent = load_checkpoint_player(checkpoint, greedy=greedy, seed=seed)
+    if playouts < 0:
+        raise ValueError(f"--playouts must be at least 0, got {playouts}")
+    agent = load_checkpoint_player(checkpoint, greedy=greedy, seed=seed, playouts=playouts)
     opponent = make_opponent(
         opponent_spec,
         seed=seed + 1,

@@ -119,6 +119,7 @@ class PPO:
         total_updates: int,
         device: torch.device,
         world_size: int = 1,
+        minibatches: int | None = None,
     ) -> None:
         self.model = model
         self.config = config
@@ -126,6 +127,10 @@ class PPO:
         self.world_size = world_size
         self.minibatch_size = config.minibatch_size // world_size
         """This rank's share of each (global) minibatch."""
+        self.minibatches = minibatches
+        """Minibatches per update epoch (`steps_per_epoch / minibatch_size`): fixed, so that every
+        rank takes part in as many gradient all-reduces when a rollout holds fewer samples (a
+        past opponent's moves are left out). None: as many whole minibatches as fit."""
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, eps=1e-5)
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         if config.lr_schedule == "linear":
@@ -172,14 +177,16 @@ class PPO:
             0.0,
         )
         minibatches = 0
+        count = self.minibatches or max(size // self.minibatch_size, 1)
+        length = max(min(size // count, self.minibatch_size), 1)
         learning_rate = self.learning_rate
         self.model.train()
         for _epoch in range(cfg.update_epochs):
             order = torch.randperm(size, device=self.device, generator=generator)
             epoch_kl = 0.0
             epoch_batches = 0
-            for start in range(0, size - self.minibatch_size + 1, self.minibatch_size):
-                index = order[start : start + self.minibatch_size]
+            for start in range(0, count * length, length):
+                index = order[start : start + length]
                 stats = self._minibatch_step(rollout, index)
                 for key, value in stats.items():
                     sums[key] += value

@@ -1,5 +1,8 @@
 """Self-play rollouts: N games, one batched forward pass per ply, stored per mover.
 
+Some games may be played against a frozen past opponent (`VersusGames`): its moves are played
+but left out of the rollout, which then holds fewer than `steps * N` samples.
+
 `SelfPlayCollector.collect()` plays `steps` plies in each of the env's games with the current
 policy (under `torch.inference_mode()`), keeping each transition from the mover's point of view,
 then computes per-player GAE. Games run on across rollouts; a game cut by the end of a rollout is
@@ -8,6 +11,7 @@ bootstrapped from the value of the position it stopped in.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +21,7 @@ import torch
 
 from keisei.model.network import ActorCritic, masked_logits
 from keisei.rl.gae import selfplay_gae
+from keisei.rl.versus import VersusGames
 from keisei.shogi import NUM_LABELS, OBS_SHAPE, VecShogiEnv
 from keisei.timing import SectionTimer
 
@@ -34,8 +39,14 @@ class GameStats:
     recent_lengths: list[int] = field(default_factory=list)
     recent_decisive: list[bool] = field(default_factory=list)
     """Whether each of the last 100 games had a winner."""
+    versus_games: int = 0
+    """Games the learner played against a frozen past opponent (counted in `games` too)."""
+    recent_versus: list[float] = field(default_factory=list)
+    """The learner's score (1 win, 0.5 draw, 0 loss) in each of the last 100 of those."""
 
-    def add(self, winner: int, reason: str, plies: int) -> None:
+    def add(
+        self, winner: int, reason: str, plies: int, versus_score: float | None = None
+    ) -> None:
         self.games += 1
         if winner == 0:
             self.black_wins += 1
@@ -47,6 +58,15 @@ class GameStats:
         self.reasons[reason] += 1
         self.recent_lengths = [*self.recent_lengths[-99:], plies]
         self.recent_decisive = [*self.recent_decisive[-99:], winner in (0, 1)]
+        if versus_score is not None:
+            self.versus_games += 1
+            self.recent_versus = [*self.recent_versus[-99:], versus_score]
+
+    @property
+    def recent_versus_score(self) -> float:
+        """The learner's mean score over its last 100 games against past opponents (NaN: none
+        yet)."""
+        return sum(self.recent_versus) / len(self.recent_versus) if self.recent_versus else math.nan
 
     @property
     def recent_decisive_share(self) -> float:
@@ -67,6 +87,8 @@ class GameStats:
             "reasons": dict(self.reasons),
             "recent_lengths": list(self.recent_lengths),
             "recent_decisive": list(self.recent_decisive),
+            "versus_games": self.versus_games,
+            "recent_versus": list(self.recent_versus),
         }
 
     @classmethod
@@ -80,10 +102,13 @@ class GameStats:
             total.white_wins += part.white_wins
             total.draws += part.draws
             total.total_plies += part.total_plies
+            total.versus_games += part.versus_games
             total.reasons.update(part.reasons)
         lengths = [length for part in parts for length in part.recent_lengths]
         decisive = [flag for part in parts for flag in part.recent_decisive]
+        versus = [score for part in parts for score in part.recent_versus]
         total.recent_lengths, total.recent_decisive = lengths[-100:], decisive[-100:]
+        total.recent_versus = versus[-100:]
         return total
 
     @classmethod
@@ -131,8 +156,10 @@ class SelfPlayCollector:
         gamma: float,
         gae_lambda: float,
         timer: SectionTimer | None = None,
+        versus: VersusGames | None = None,
     ) -> None:
         self.env = env
+        self.versus = versus or VersusGames(0)
         self.steps = steps
         self.device = device
         self.gamma = gamma
@@ -147,6 +174,8 @@ class SelfPlayCollector:
         self._values = np.zeros((steps, n), dtype=np.float32)
         self._rewards = np.zeros((steps, n), dtype=np.float32)
         self._dones = np.zeros((steps, n), dtype=bool)
+        self._learner = np.ones((steps, n), dtype=bool)
+        """Which moves were the learner's (not a past opponent's): only those are trained on."""
         self._current_obs: np.ndarray | None = None
         self._current_mask: np.ndarray | None = None
 
@@ -174,19 +203,23 @@ class SelfPlayCollector:
                 self._obs[t] = obs
                 self._masks[t] = mask
                 with self.timer.section("inference"), torch.inference_mode():
-                    actions, logprobs, values = sample_actions(model, *self._to_device(obs, mask))
+                    obs_t, mask_t = self._to_device(obs, mask)
+                    actions, logprobs, values = sample_actions(model, obs_t, mask_t)
                     labels = actions.cpu().numpy()
                     self._logprobs[t] = logprobs.cpu().numpy()
                     self._values[t] = values.cpu().numpy()
+                    learner = self.versus.play(obs_t, mask_t, self.env.to_move, labels)
+                self._learner[t] = True if learner is None else learner
                 self._actions[t] = labels
                 with self.timer.section("env"):
                     result = self.env.step(labels)
                 self._rewards[t] = result.rewards
                 self._dones[t] = result.dones
-                for _, record in result.finished:
+                for index, record in result.finished:
                     end = record.result
                     assert end is not None
-                    self.stats.add(end.winner_index, end.reason, record.plies)
+                    versus_score = self.versus.finished(index, end.winner_index)
+                    self.stats.add(end.winner_index, end.reason, record.plies, versus_score)
                     finished += 1
                 obs, mask = result.obs, result.mask
             with self.timer.section("inference"), torch.inference_mode():
@@ -203,8 +236,12 @@ class SelfPlayCollector:
         return rollout
 
     def _flatten(self, advantages: np.ndarray, returns: np.ndarray, finished: int) -> Rollout:
+        """The learner's moves of the rollout, flattened (a past opponent's moves left out)."""
+        keep = None if self._learner.all() else self._learner.reshape(-1)
+
         def tensor(array: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(array.reshape(-1, *array.shape[2:])).to(self.device)
+            flat = array.reshape(-1, *array.shape[2:])
+            return torch.from_numpy(flat if keep is None else flat[keep]).to(self.device)
 
         return Rollout(
             obs=tensor(self._obs),

@@ -1,5 +1,6 @@
 """What each rank adds to a checkpoint besides the shared model and optimizer: its games in
-progress, its game statistics and its random state.
+progress (and which side the learner plays in its versus games), its game statistics and its
+random state.
 
 Every epoch the ranks send theirs to rank 0 (`RankStates.share`), before any callback runs, so a
 checkpoint written by rank 0 at that step holds every rank's state without a collective inside
@@ -38,6 +39,7 @@ class RankStates:
         state: dict[str, Any] = {"game_stats": self.collector.stats.state_dict()}
         if not self.world.is_main:
             state["env"] = self.collector.env.state_dict()
+            state["versus"] = self.collector.versus.state_dict()
             state["rng"] = capture_rng_state()
         return state
 
@@ -59,6 +61,7 @@ class RankStates:
         """Rank 0's part of a checkpoint's `extra`."""
         return {
             "env": self.collector.env.state_dict(),
+            "versus": self.collector.versus.state_dict(),
             "game_stats": self.collector.stats.state_dict(),
             "world_size": self.world.size,
             "peers": self.peers,
@@ -69,7 +72,12 @@ class RankStates:
         is the manifest's (rank 0's) and is still to be restored by the caller, last."""
         saved_size = int(extra.get("world_size", 1))
         saved = [
-            {"env": extra["env"], "game_stats": extra["game_stats"], "rng": None},
+            {
+                "env": extra["env"],
+                "versus": extra.get("versus", {}),
+                "game_stats": extra["game_stats"],
+                "rng": None,
+            },
             *extra.get("peers", []),
         ]
         rank, size = self.world.rank, self.world.size
@@ -77,6 +85,7 @@ class RankStates:
             mine = saved[rank]
             self.collector.stats = GameStats.from_state(mine["game_stats"])
             self.collector.env.load_state_dict(mine["env"])
+            self.collector.versus.load_state_dict(mine.get("versus", {}))
             if mine["rng"] is None:
                 return True
             restore_rng_state(mine["rng"])
@@ -84,6 +93,7 @@ class RankStates:
         if rank != 0:
             return False  # new games, seeded by seed + rank; statistics start at zero
         self.collector.env.load_state_dict(saved[0]["env"])
+        self.collector.versus.load_state_dict(saved[0].get("versus", {}))
         self.collector.stats = GameStats.merged(
             [GameStats.from_state(s["game_stats"]) for s in saved]
         )

@@ -39,6 +39,7 @@ from keisei.evaluation.manager import EvaluationManager
 from keisei.model import ActorCritic, Architecture
 from keisei.rl.ppo import PPO
 from keisei.rl.rollout import GameStats, SelfPlayCollector
+from keisei.rl.versus import VersusGames
 from keisei.shogi import VecShogiEnv
 from keisei.timing import SectionTimer
 from keisei.training.callback_manager import CallbackManager
@@ -53,6 +54,7 @@ from keisei.training.distributed import RankFailedError, World, lost_rank_report
 from keisei.training.event_loop import BackgroundEventLoop
 from keisei.training.extra_callbacks import build_extra_callbacks
 from keisei.training.interrupt import GracefulInterrupt, StopRequested
+from keisei.training.past_opponents import PastOpponents
 from keisei.training.rank_state import RankStates
 from keisei.training.run_dir import RunPlan
 from keisei.training.trainer_view import TrainerCallbackView
@@ -138,8 +140,16 @@ class Trainer:
         seed_everything(config.training.seed + world.rank)  # each rank samples its own games
         steps_per_epoch = config.training.steps_per_epoch
         total_updates = math.ceil(config.training.total_timesteps / steps_per_epoch)
-        self.ppo = PPO(self.model, config.ppo, total_updates, self.device, world.size)
+        self.ppo = PPO(
+            self.model,
+            config.ppo,
+            total_updates,
+            self.device,
+            world.size,
+            minibatches=max(steps_per_epoch // config.ppo.minibatch_size, 1),
+        )
         self.timer = SectionTimer()
+        versus = VersusGames(round(config.selfplay.past_opponent_share * env_cfg.num_envs))
         self.collector = SelfPlayCollector(
             self.env,
             steps_per_epoch // world.size // env_cfg.num_envs,
@@ -147,6 +157,7 @@ class Trainer:
             config.ppo.gamma,
             config.ppo.gae_lambda,
             self.timer,
+            versus,
         )
         self.ranks = RankStates(world, self.collector)
         self.store = CheckpointStore.from_config(config.checkpoint, self.layout.checkpoints)
@@ -162,6 +173,17 @@ class Trainer:
                 self.manager.add_async_callback(callback, every=every)
             else:
                 self.manager.add_callback(callback, every=every)
+        self.past_opponents = PastOpponents(
+            versus,
+            self.store,
+            architecture=self.architecture,
+            device=self.device,
+            pool_size=config.selfplay.past_opponents,
+            interval=self.manager.checkpoint_interval,
+            seed=config.training.seed,
+            world=world,
+            logger=self.logger,
+        )
         self.view = TrainerCallbackView(self)
         self.global_timestep = 0
         self.updates = 0
@@ -278,7 +300,11 @@ class Trainer:
             config_hash=config_hash(self.config),
             architecture=self.architecture.to_dict(),
             metrics=latest,
-            extra={**self.ranks.checkpoint_extra(), "config": config_to_dict(self.config)},
+            extra={
+                **self.ranks.checkpoint_extra(),
+                "past_opponents": self.past_opponents.state_dict(),
+                "config": config_to_dict(self.config),
+            },
             clean=self._at_epoch_boundary,
             failure=None if self._failure is None else _describe(self._failure),
         )
@@ -300,6 +326,7 @@ class Trainer:
         self.global_timestep = checkpoint.step
         self.updates = int(checkpoint.counters.get("updates", 0))
         restore_manifest_rng = self.ranks.restore(checkpoint.extra, self.logger)
+        self.past_opponents.load_state_dict(checkpoint.extra.get("past_opponents", {}))
         self.ranks.share()
         self.manager.load_state_dict(checkpoint.callback_state)
         if checkpoint.config_hash != config_hash(self.config):
@@ -351,6 +378,7 @@ class Trainer:
     def _epoch(self) -> None:
         epoch_start = time.monotonic()
         self._at_epoch_boundary = False
+        self.past_opponents.refresh(self.global_timestep)
         rollout = self._agreed("self-play", lambda: self.collector.collect(self.model))
         with self.timer.section("ppo"), lost_rank_reported("the PPO update"):
             update = self.ppo.update(rollout)
@@ -371,6 +399,7 @@ class Trainer:
                 "games/draws": float(stats.draws),
                 "games/mean_length": stats.mean_length,
                 "games/decisive_share_recent": stats.recent_decisive_share,
+                **self._versus_metrics(stats),
             }
         )
         failure: CriticalCallbackError | None = None
@@ -382,6 +411,14 @@ class Trainer:
                 failure = exc
         self.display.update(self._snapshot(steps_per_second, update))
         self._agree_on_epoch_end(failure)
+
+    def _versus_metrics(self, stats: GameStats) -> dict[str, float]:
+        if not self.past_opponents.enabled:
+            return {}
+        metrics = {"selfplay/past_opponent_games": float(stats.versus_games)}
+        if stats.recent_versus:  # the learner's score against past opponents (last 100 games)
+            metrics["selfplay/past_opponent_score"] = stats.recent_versus_score
+        return metrics
 
     def _agreed(self, what: str, work: Callable[[], T]) -> T:
         """Run `work` on every rank; if it failed on any, every rank raises (no rank goes on to

@@ -1,7 +1,8 @@
-"""A trained agent for Shogi tools: the USI engine (`keisei usi`), terminal play (`keisei play`)
-and the PUCT search both use.
+"""A trained agent for Shogi tools: the USI engine (`keisei usi`) and terminal play (`keisei play`).
 
-Modules: `engine` (the protocol loop), `protocol`, `options`, `position`, `time_control` and
-`limits` (light, no torch), `agent`, `evaluator` and `search` (the network and the tree search),
-`play` and `board_view` (the terminal game), `locate` (which checkpoint), `commands` (the CLI).
+Modules: `engine` (the protocol loop), `protocol`, `options`, `position` and `time_control`
+(light, no torch), `agent` (the network and its search settings), `play` and `board_view` (the
+terminal game), `locate` (which checkpoint), `commands` (the CLI). The PUCT search itself lives
+in the evaluation layer (`keisei.evaluation.search`, with `batch_evaluator`, `search_tree` and
+`search_limits`), where evaluation matches use it too.
 """

@@ -15,13 +15,13 @@ import torch
 
 from keisei.checkpoint import load_model_weights, read_architecture
 from keisei.checkpoint.errors import CheckpointError
+from keisei.evaluation.batch_evaluator import BatchEvaluator
+from keisei.evaluation.search import PuctSearch, SearchResult
+from keisei.evaluation.search_limits import SearchControl
 from keisei.log import get_logger
 from keisei.model import ActorCritic, Architecture
 from keisei.shogi import ShogiGame
-from keisei.usi.evaluator import BatchEvaluator
-from keisei.usi.limits import SearchControl
 from keisei.usi.position import searchable
-from keisei.usi.search import PuctSearch, SearchResult
 
 _logger = get_logger("usi.agent")
 

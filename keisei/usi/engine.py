@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
+from keisei.evaluation.search_limits import MAX_PLAYOUTS, SearchControl
 from keisei.log import get_logger
-from keisei.usi.limits import MAX_PLAYOUTS, SearchControl
 from keisei.usi.options import EngineOptions
 from keisei.usi.position import PositionTracker, decided_answer, searchable
 from keisei.usi.protocol import (
@@ -32,9 +32,9 @@ from keisei.usi.protocol import (
 from keisei.usi.time_control import think_time_ms
 
 if TYPE_CHECKING:
+    from keisei.evaluation.search import SearchResult
     from keisei.shogi import ShogiGame
     from keisei.usi.agent import Agent
-    from keisei.usi.search import SearchResult
 
 _logger = get_logger("usi.engine")
 EXIT_LOAD_FAILED = 3

@@ -1,47 +1,28 @@
-"""PUCT tree search guided by the policy and value heads, with batched leaf evaluation.
+"""The tree of one PUCT search, grown a batch of leaves at a time.
 
 AlphaZero-style: each playout walks down the tree choosing the move that maximises
 Q + c_puct * P * sqrt(N_parent) / (1 + N), until it reaches a position not yet evaluated or a
-finished game. Playouts are gathered into batches with a virtual loss (a path counts as a loss
-until its value arrives), so one forward pass serves many leaves; a playout that runs into a leaf
-already waiting in the batch is withdrawn (a collision). Game ends come from `ShogiGame`'s rules
-(mate, repetition, perpetual check, declaration); a position where the side to move mates in one
-(cshogi's 1-ply mate search) is a proven win, not evaluated, and at the root that mate is played
-at once. With no playouts the result is the policy's own best move, from one evaluation of the
-root.
+finished game. A batch of playouts is gathered with a virtual loss (a path counts as a loss until
+its value arrives), so one forward pass serves many leaves; a playout that runs into a leaf already
+waiting in the batch is withdrawn (a collision). Game ends come from `ShogiGame`'s rules (mate,
+repetition, perpetual check, declaration); a position where the side to move mates in one
+(cshogi's 1-ply mate search) is a proven win, not evaluated.
+
+The tree does not run the network: `gather` writes its leaves into a `BatchEvaluator`'s slots and
+`absorb` takes their priors and values back, so a driver (`keisei.evaluation.search`) can put the
+leaves of several trees into one forward pass.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Final
+from collections.abc import Sequence
 
 import cshogi
 import numpy as np
 
+from keisei.evaluation.batch_evaluator import BatchEvaluator
 from keisei.shogi import ShogiGame
-from keisei.usi.evaluator import BatchEvaluator
-from keisei.usi.limits import SearchControl
-
-PROGRESS_INTERVAL_S: Final[float] = 0.5
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    """The chosen move and what the search knows about it (values for the side to move)."""
-
-    move: int
-    usi: str
-    value: float
-    playouts: int
-    pv: list[str]
-    seldepth: int
-    seconds: float
-    mate: int | None = None
-    """+1 when the chosen move mates at once."""
 
 
 class Node:
@@ -125,61 +106,48 @@ def _mate_in_one(board: cshogi.Board, legal: list[int] | None) -> int | None:
 Path = list[tuple[Node, int]]
 
 
-class PuctSearch:
-    """Searches one position at a time with `evaluator` (batch size = its capacity)."""
+class SearchTree:
+    """The search of `game` (not over). Playouts push moves onto `game` itself and take them back,
+    so the game is as it was whenever the tree is not inside `gather`."""
 
-    def __init__(
-        self, evaluator: BatchEvaluator, *, c_puct: float = 1.5, fpu_reduction: float = 0.2
-    ) -> None:
-        self.evaluator = evaluator
-        self.c_puct = c_puct
-        self.fpu_reduction = fpu_reduction
-        self.collisions = 0
-
-    def run(
-        self,
-        game: ShogiGame,
-        control: SearchControl,
-        on_progress: Callable[[SearchResult], None] | None = None,
-    ) -> SearchResult:
-        """Search `game` (not over; restored on return) within `control`'s limits."""
+    def __init__(self, game: ShogiGame, *, c_puct: float, fpu_reduction: float) -> None:
         if game.is_over:
             raise ValueError(f"cannot search a finished game ({game.result})")
-        started = time.monotonic()
-        root = Node()
-        priors, values = self.evaluator.evaluate_games([game])
-        root.expand(game.legal_moves(), priors[0], float(values[0]))
-        playouts = seldepth = 0
-        last_report = started
-        board = game.board_copy()  # mirrors the path, for the mate probe only
-        mate = _mate_in_one(board, root.moves) if control.max_playouts > 0 else None
+        self.game = game
+        self.board = game.board_copy()  # mirrors the path, for the mate probe only
+        self.root = Node()
+        self.c_puct = c_puct
+        self.fpu_reduction = fpu_reduction
+        self.playouts = 0
+        self.seldepth = 0
+        self.collisions = 0
+        self.settled = False
+        """True when the root needs no search: a mate in one there, or a single legal move."""
+        self._waiting: list[tuple[Path, Node]] = []
+
+    def expand_root(self, priors: np.ndarray, value: float, *, probe_mate: bool) -> None:
+        """Expand the root with the network's answer; with `probe_mate`, a mate in one there is
+        found now and settles the search."""
+        root = self.root
+        root.expand(self.game.legal_moves(), priors, value)
+        mate = _mate_in_one(self.board, root.moves) if probe_mate else None
         if mate is not None:
             index = root.moves.index(mate)
             root.children[index] = Node(-1.0)
             root.n[index], root.w[index] = 1.0, 1.0
-        elif len(root.moves) > 1:
-            while not control.should_stop(playouts):
-                done, depth = self._batch(game, board, root, control.max_playouts - playouts)
-                playouts += done
-                seldepth = max(seldepth, depth)
-                now = time.monotonic()
-                if on_progress is not None and now - last_report >= PROGRESS_INTERVAL_S:
-                    last_report = now
-                    on_progress(self._result(root, playouts, seldepth, now - started))
-        return self._result(root, playouts, seldepth, time.monotonic() - started)
+        self.settled = mate is not None or len(root.moves) <= 1
 
-    # --- one batch of playouts -----------------------------------------------------------
-
-    def _batch(
-        self, game: ShogiGame, board: cshogi.Board, root: Node, budget: int
-    ) -> tuple[int, int]:
-        """Collect up to min(capacity, budget) leaves, evaluate them, back up. Returns
-        (playouts completed, deepest path)."""
-        evaluator = self.evaluator
-        limit = min(evaluator.capacity, budget)
-        waiting: list[tuple[Path, Node]] = []
+    def gather(
+        self, evaluator: BatchEvaluator, first_slot: int, budget: int, limit: int
+    ) -> list[np.ndarray]:
+        """Walk playouts until `limit` (<= `budget`) leaves wait for the network, their
+        observations written to the evaluator's slots from `first_slot` on; at most `budget`
+        playouts in all. Playouts that end in a finished game or a proven mate are backed up at
+        once. Returns the waiting leaves' legal labels, in slot order; `absorb` completes them."""
+        game, board, root = self.game, self.board, self.root
+        waiting = self._waiting
         labels: list[np.ndarray] = []
-        done = deepest = collisions = 0
+        done = collisions = 0
         while len(waiting) < limit and done + len(waiting) < budget and collisions < limit:
             path: Path = []
             node = root
@@ -199,7 +167,7 @@ class PuctSearch:
                         child = node.children[index] = Node(1.0)  # its side to move mates
                     else:
                         child = node.children[index] = Node()
-                        game.observation(evaluator.slot(len(waiting)))
+                        game.observation(evaluator.slot(first_slot + len(waiting)))
                         child.moves = game.legal_moves()
                         labels.append(game.legal_labels())
                         waiting.append((path, child))
@@ -213,18 +181,22 @@ class PuctSearch:
                     done += 1
                     break
                 node = child
-            deepest = max(deepest, len(path))
+            self.seldepth = max(self.seldepth, len(path))
             for _ in path:
                 game.pop()
                 board.pop()
         self.collisions += collisions
-        if waiting:
-            priors, values = evaluator.evaluate(labels)
-            for (path, child), prior, value in zip(waiting, priors, values, strict=True):
-                child.expand(child.moves, prior, float(value))
-                self._backup(path, float(value))
-            done += len(waiting)
-        return done, deepest
+        self.playouts += done
+        return labels
+
+    def absorb(self, priors: Sequence[np.ndarray], values: np.ndarray) -> None:
+        """The network's answers for the leaves the last `gather` returned, in the same order."""
+        waiting = self._waiting
+        for (path, child), prior, value in zip(waiting, priors, values, strict=True):
+            child.expand(child.moves, prior, float(value))
+            self._backup(path, float(value))
+        self.playouts += len(waiting)
+        waiting.clear()
 
     def _select(self, node: Node) -> int:
         n = node.n
@@ -249,34 +221,3 @@ class PuctSearch:
             node.visits -= 1
             node.n[index] -= 1
             node.w[index] += 1.0
-
-    # --- reporting -----------------------------------------------------------------------
-
-    def _result(self, root: Node, playouts: int, seldepth: int, seconds: float) -> SearchResult:
-        best = root.best_index()
-        visits = root.n[best]
-        value = root.w[best] / visits if visits else root.q_sum / root.q_count
-        child = root.children[best]
-        mate = 1 if child is not None and child.terminal == -1.0 else None
-        return SearchResult(
-            move=root.moves[best],
-            usi=cshogi.move_to_usi(root.moves[best]),
-            value=float(value),
-            playouts=playouts,
-            pv=self._pv(root),
-            seldepth=max(seldepth, 1),
-            seconds=seconds,
-            mate=mate,
-        )
-
-    @staticmethod
-    def _pv(root: Node) -> list[str]:
-        pv: list[str] = []
-        node: Node | None = root
-        while node is not None and node.moves and not node.pending:
-            best = node.best_index()
-            pv.append(cshogi.move_to_usi(node.moves[best]))
-            if node.n[best] == 0:
-                break
-            node = node.children[best]
-        return pv

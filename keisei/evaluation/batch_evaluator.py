@@ -14,7 +14,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from keisei.model import ActorCritic
 from keisei.shogi import NUM_LABELS, OBS_SHAPE, ShogiGame
 
 MAX_LEGAL_MOVES = 600
@@ -24,7 +23,7 @@ MAX_LEGAL_MOVES = 600
 class BatchEvaluator:
     """Evaluates up to `capacity` positions per call on `device`; counts positions and seconds."""
 
-    def __init__(self, model: ActorCritic, capacity: int, device: torch.device | str) -> None:
+    def __init__(self, model: torch.nn.Module, capacity: int, device: torch.device | str) -> None:
         if capacity < 1:
             raise ValueError(f"batch capacity must be at least 1, not {capacity}")
         self.model = model
