@@ -77,7 +77,7 @@ def test_game_statistics_of_several_ranks_sum():
     assert total.recent_decisive_share == pytest.approx(2 / 3)
 
 
-@pytest.mark.parametrize("name", ["default.yaml", "gpu-small.yaml", "gpu.yaml"])
+@pytest.mark.parametrize("name", ["default.yaml", "cpu-1h.yaml", "gpu-small.yaml", "gpu.yaml"])
 def test_shipped_configs_divide_among_2_4_and_8_ranks(name: str):
     from pathlib import Path
 

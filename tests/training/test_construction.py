@@ -47,7 +47,9 @@ def test_a_failed_resume_changes_no_file_and_starts_no_worker(tmp_path: Path):
     assert set(multiprocessing.active_children()) == children  # no evaluation worker started
 
 
-@pytest.mark.parametrize("preset", [None, "default.yaml", "gpu.yaml", "gpu-small.yaml"])
+@pytest.mark.parametrize(
+    "preset", [None, "default.yaml", "cpu-1h.yaml", "gpu.yaml", "gpu-small.yaml"]
+)
 def test_shipped_configs_need_no_interval_rounding(
     preset: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
