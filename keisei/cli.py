@@ -300,8 +300,9 @@ def _cmd_ladder(args: argparse.Namespace) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
-    from keisei.evaluation.ladder import ladder_settings, run_ladder, select_references
+    from keisei.evaluation.ladder import run_ladder
     from keisei.evaluation.ladder_registry import LadderRegistryError
+    from keisei.evaluation.ladder_setup import ladder_settings, select_references
 
     overrides = list(args.overrides)
     if args.games is not None:
@@ -326,16 +327,16 @@ def _cmd_ladder(args: argparse.Namespace) -> int:
             return 1
     level = f"{settings.confidence:.0%}"
     table = Table(title=f"Ladder: {result.agent}, up to {planned} games a reference")
-    for column in ("reference", "Elo", "95% interval", "rated", "games", "W/D/L", "score",
+    for column in ("reference", "Elo (95%)", "rated", "games", "W/D/L", "score",
                    f"score {level}", "stopped"):  # fmt: skip
-        table.add_column(column, justify="left" if column in ("reference", "rated") else "right")
+        left = column in ("reference", "rated", "stopped")
+        table.add_column(column, justify="left" if left else "right")
     for rung in result.rungs:
         rating, played = rung.rating, rung.rung.score
         low, high = played.interval(settings.confidence)
         table.add_row(
-            escape(rung.name), "-" if rating is None else f"{rating.rating:.0f}",
-            "" if rating is None or rating.method == "anchor"
-            else f"{rating.low:.0f} to {rating.high:.0f}",
+            escape(rung.name), "-" if rating is None else f"{rating.rating:.0f}" + (
+                "" if rating.method == "anchor" else f" ± {(rating.high - rating.low) / 2:.0f}"),
             rung.rated, str(played.games), str(played) if played.games else "-",
             f"{played.share:.0%}" if played.games else "-",
             f"{low:.0%} to {high:.0%}" if played.games else "-", escape(rung.rung.stopped),
@@ -346,13 +347,13 @@ def _cmd_ladder(args: argparse.Namespace) -> int:
     console.print(
         f"agent {escape(result.agent)}: "
         + ("not rated (no random or rated reference was played)" if fit is None else
-           f"Elo {fit.rating:.0f} (95% interval {fit.low:.0f} to {fit.high:.0f}), {result.games} "
-           "games, against the references' fixed ratings (random = 0)")
+           f"Elo {fit.rating:.0f} (95% interval {fit.low:.0f} to {fit.high:.0f}) from {fit.games} "
+           "games against the references' fixed ratings (random = 0)")
     )  # fmt: skip
     console.print(
         f"sequential test: after {settings.min_games} games at a reference, stop once the "
-        f"{level} Wilson interval of the score (draws count half) lies above 50% (passed) or "
-        "below it (cannot reach); references above one the agent cannot reach are skipped"
+        f"score's {level} Wilson interval (draws half) is above 50% (passed) or below it\n"
+        "(cannot reach: the stronger references are skipped)"
     )
     console.print(f"games:   {result.record_dir} (KIF and CSA, a folder per reference)")
     console.print(f"ratings: references in {result.registry}; this run: keisei ratings "
@@ -460,8 +461,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--playouts", type=int, default=0, metavar="N",
         help="the checkpoint searches (PUCT) N playouts a move (default 0: its raw policy)",
     )  # fmt: skip
-    ladder.add_argument("--refit", action="store_true",
-                        help="refit every reference's stored rating from all stored games")  # fmt: skip
+    ladder.add_argument(
+        "--refit", action="store_true",
+        help="first refit the references' stored ratings from all the ladder games stored so far",
+    )  # fmt: skip
     ladder.add_argument("--seed", type=int, default=None, help="default: ladder.seed")
     ladder.set_defaults(func=_cmd_ladder)
 

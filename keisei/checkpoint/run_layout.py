@@ -19,6 +19,8 @@ TENSORBOARD_DIR = "tensorboard"
 ELO_DATABASE = "elo.sqlite"
 GAMES_DIR = "games"
 REPORT_DIR = "report"
+LADDER_DATABASE = "ladder.sqlite"
+LADDER_PLOT = "ladder.png"
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,20 @@ class RunLayout:
     def games_of_session(self, label: str) -> Path:
         """The games of one `keisei evaluate` invocation (`label`: e.g. a timestamp)."""
         return self.games / f"evaluate-{label}"
+
+    def games_of_ladder(self, label: str) -> Path:
+        """The games of one `keisei ladder` invocation, a folder per reference, and its plot."""
+        return self.games / f"ladder-{label}"
+
+    def ladder_plot(self, label: str) -> Path:
+        """The plot of one `keisei ladder` invocation (references and the agent's rating)."""
+        return self.games_of_ladder(label) / LADDER_PLOT
+
+    @property
+    def shared_ladder_database(self) -> Path:
+        """The ladder registry beside the run, shared by every run in its parent directory
+        (`logging.model_dir`): the references' fixed ratings and all ladder games."""
+        return self.root.parent / LADDER_DATABASE
 
     @property
     def report(self) -> Path:

@@ -1,0 +1,290 @@
+"""`keisei ladder`: a checkpoint against a ladder of fixed references, rated on one Elo scale.
+
+The references (`ladder.references` in the config) are listed weakest first: by default random,
+then Fairy-Stockfish at Skill Level -20, -10, -5, 0 and 5 with 100 ms a move. The agent plays
+each in turn, `games_per_reference` games (colours alternating, each random opening played once
+with each colour), stopping early at a reference once the sequential test is clear
+(`ladder_stopping.py`: "passed" or "cannot reach"); after a reference it cannot reach, the
+stronger ones are skipped. Games are saved as KIF and CSA under `<run>/games/ladder-<time>/
+<reference>/`, with the plot `ladder.png` beside them.
+
+Ratings (Bradley–Terry, Elo units, random = 0 always) come from the ladder registry
+(`ladder_registry.py`), one SQLite file beside the runs (`<logging.model_dir>/ladder.sqlite`,
+i.e. the parent of the run directory) and shared by all of them, so that every agent rated
+there is measured against the same numbers:
+
+- A reference with a stored rating keeps it: the agent is fitted against the references fixed
+  at their stored ratings (its 95% interval treats them as exact).
+- A reference without one is fitted jointly with the agent from this ladder's games (the agent
+  and the new references free; random and the stored references fixed), and its rating is stored
+  with its interval and the number of games it rests on, provided the agent's record against it
+  is two-sided (it took and dropped points; else the likelihood has no maximum and the fit would
+  show only the prior) and its program never crashed or hung. It is fixed from then on. Games
+  against a one-sided new reference are left out of the agent's fit.
+- `--refit` (after playing) refits every reference from all the games stored so far, by all
+  agents (every agent and reference free, random fixed), replaces the stored ratings of those
+  linked to random by the games and with a two-sided record, and then rates the agent against
+  them as above.
+- Without random or a stored reference among the games played there is no scale: the agent is
+  not rated (and a ladder that could not rate anything is refused before it starts).
+- Games a program lost by crashing or hanging are recorded but left out of every fit.
+
+Reference players are named as in the Elo registries, by every setting that sets their strength
+(e.g. `usi:fairy-stockfish Skill Level=-10 byoyomi=100ms`): changing a reference's options or
+limits makes a new reference. A time-limited engine's strength depends on the machine; `nodes`
+does not. The openings and the built-in players' moves follow `ladder.seed` (each reference seeded
+by its place in `ladder.references`, so `--references` replays the same games), but
+Fairy-Stockfish below Skill Level 20 picks its weaker moves at random, so its games vary.
+
+The games and the agent's ladder rating also go into the run's own Elo database, so
+`keisei ratings RUN` shows them (and `keisei report RUN` counts the games).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from keisei.checkpoint.run_layout import RunLayout
+from keisei.config import ConfigError, LadderConfig, LadderReference
+from keisei.evaluation.bradley_terry import FittedRating
+from keisei.evaluation.elo import EloRegistry
+from keisei.evaluation.ladder_play import Rung, climb
+from keisei.evaluation.ladder_plot import PlottedRating, plot_ladder
+from keisei.evaluation.ladder_ratings import (
+    ANCHOR,
+    ANCHOR_RATING,
+    rate_agent,
+    references_around,
+    refit_references,
+)
+from keisei.evaluation.ladder_registry import (
+    ENGINE_FAILURES,
+    SCORES,
+    AgentRating,
+    LadderRegistry,
+    StoredRating,
+    record_agent_rating,
+)
+from keisei.evaluation.ladder_setup import check_program, reference_player
+from keisei.evaluation.players import Player, load_checkpoint_player
+from keisei.evaluation.result import GameResult
+from keisei.log import get_logger
+
+_log = get_logger("evaluation.ladder")
+
+
+@dataclass(frozen=True)
+class RungResult:
+    """One reference of a finished ladder: what was played, and its rating."""
+
+    rung: Rung
+    rating: StoredRating | None
+    """Its rating after this ladder (the anchor's is 0), or None: not rated."""
+    rated: str
+    """How it got that rating, or why it has none, in words."""
+
+    @property
+    def name(self) -> str:
+        return self.rung.reference.name
+
+
+@dataclass(frozen=True)
+class LadderResult:
+    """Everything a ladder produced (`keisei ladder` prints it)."""
+
+    agent: str
+    checkpoint: Path
+    run_dir: Path
+    session: str
+    rungs: tuple[RungResult, ...]
+    agent_rating: FittedRating | None
+    """Against the references' stored ratings; None without any rated reference played."""
+    registry: Path
+    record_dir: Path
+    plot: Path
+    refit: bool
+
+    @property
+    def games(self) -> int:
+        return sum(r.rung.score.games for r in self.rungs)
+
+    def around(self) -> tuple[RungResult | None, RungResult | None]:
+        """The rated references just below and just above the agent's rating (e.g. the two to
+        play next in a background evaluation); (None, None) when the agent is not rated."""
+        if self.agent_rating is None:
+            return None, None
+        rated = {r: r.rating.rating for r in self.rungs if r.rating is not None}
+        return references_around(self.agent_rating.rating, rated)
+
+
+def run_ladder(
+    checkpoint: str | Path,
+    references: Sequence[LadderReference],
+    settings: LadderConfig,
+    *,
+    refit: bool = False,
+    playouts: int = 0,
+    registry: str | Path | None = None,
+    device: str = "cpu",
+    on_game: Callable[[LadderReference, GameResult], None] | None = None,
+    on_rung: Callable[[Rung], None] | None = None,
+) -> LadderResult:
+    """Play and rate the ladder (see the module); `registry` defaults to the shared file beside
+    the run. `playouts` > 0 has the checkpoint search that many playouts a move."""
+    if playouts < 0:
+        raise ConfigError(f"--playouts must be at least 0, got {playouts}")
+    for reference in references:
+        check_program(settings, reference)
+    extra = {"playouts": playouts} if playouts else {}
+    agent = load_checkpoint_player(checkpoint, greedy=settings.greedy, seed=settings.seed,
+                                   device=device, **extra)  # fmt: skip
+    assert agent.path is not None
+    home = RunLayout(Path(agent.path).parent.parent)
+    shared_path = Path(registry) if registry is not None else home.shared_ladder_database
+    opponents: list[tuple[LadderReference, Player]] = []
+    row: AgentRating | None = None
+    try:
+        listed = [r.name for r in settings.references]
+        for i, reference in enumerate(references):  # seeded by its place in the whole ladder
+            place = listed.index(reference.name) if reference.name in listed else i
+            player = reference_player(reference, seed=settings.seed + 1 + place,
+                                      timeout_s=settings.usi_timeout_s, device=device)  # fmt: skip
+            opponents.append((reference, player))
+        if not refit:
+            _refuse_without_scale(opponents, shared_path)
+        with LadderRegistry(shared_path) as shared, EloRegistry(home.elo_database) as elo:
+            label = _claim_folder(home)
+            record_dir = home.games_of_ladder(label)
+            session = f"{home.root.name}/{record_dir.name}"
+            elo.ensure_player(agent.name, agent.kind, path=agent.path, step=agent.step)
+            for _, player in opponents:
+                elo.ensure_player(player.name, player.kind, path=player.path)
+
+            def record(reference: LadderReference, result: GameResult) -> None:
+                shared.add_game(session, agent.name, result)
+                elo.record_result(agent.name, result)
+                if on_game is not None:
+                    on_game(reference, result)
+
+            rungs = climb(agent, opponents, settings, record_dir, record, on_rung)
+            results, agent_rating = _rate(shared, agent.name, rungs, refit)
+            if agent_rating is not None:
+                row = AgentRating(session, agent.name, agent_rating.rating, agent_rating.low,
+                                  agent_rating.high, agent_rating.games, str(shared_path),
+                                  time.time())  # fmt: skip
+                shared.add_agent_rating(row)
+        if row is not None:
+            record_agent_rating(home.elo_database, row)
+    finally:
+        for _, player in opponents:
+            player.close()
+    plot = plot_ladder(
+        home.ladder_plot(label),
+        f"Ladder: {agent.name} ({session})",
+        [PlottedRating(r.name, r.rating.rating, r.rating.low, r.rating.high)
+         for r in results if r.rating is not None],
+        None if agent_rating is None else PlottedRating(
+            agent.name, agent_rating.rating, agent_rating.low, agent_rating.high),
+    )  # fmt: skip
+    return LadderResult(agent.name, Path(agent.path), home.root, session, tuple(results),
+                        agent_rating, shared_path, record_dir, plot, refit)  # fmt: skip
+
+
+def _refuse_without_scale(
+    opponents: Sequence[tuple[LadderReference, Player]], registry: Path
+) -> None:
+    """A ladder with neither random nor a rated reference would rate nothing (checked before
+    anything is written)."""
+    names = {player.name for _, player in opponents}
+    if ANCHOR in names:
+        return
+    if registry.is_file():
+        with LadderRegistry(registry) as shared:
+            if names & set(shared.stored()):
+                return
+    raise ConfigError(
+        f"none of the references is random or has a rating in {registry}: there is no scale "
+        "to rate on (add the random reference)"
+    )
+
+
+def _claim_folder(home: RunLayout) -> str:
+    """The label (the time, suffixed when taken) of a new `games/ladder-<label>` folder."""
+    now = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for attempt in range(1, 1000):
+        label = now if attempt == 1 else f"{now}-{attempt}"
+        try:
+            home.games_of_ladder(label).mkdir(parents=True)
+        except FileExistsError:
+            continue
+        return label
+    raise ConfigError(f"cannot create a new ladder folder under {home.games}")
+
+
+def _rate(
+    shared: LadderRegistry, agent: str, rungs: Sequence[Rung], refit: bool
+) -> tuple[list[RungResult], FittedRating | None]:
+    """Refit (when asked), rate the agent, store new references; each rung's rating."""
+    labels = {rung.player: rung.reference.name for rung in rungs}
+    refitted: set[str] = set()
+    if refit:
+        fitted = refit_references(shared.games(), shared.references())
+        stored = shared.stored()
+        shared.store(
+            StoredRating(name, labels.get(name, stored[name].label if name in stored else name),
+                         f.rating, f.low, f.high, f.games, "refit")
+            for name, f in fitted.items()
+        )  # fmt: skip
+        refitted = set(fitted)
+    stored = shared.stored()
+    known = {ANCHOR: ANCHOR_RATING} | {name: s.rating for name, s in stored.items()}
+    triples = [(agent, rung.player, SCORES[game.outcome]) for rung in rungs
+               for game in rung.games if game.reason not in ENGINE_FAILURES]  # fmt: skip
+    agent_rating, new = rate_agent(triples, agent, known)
+    failed = {rung.player for rung in rungs if rung.engine_failures}
+    shared.store(StoredRating(name, labels[name], f.rating, f.low, f.high, f.games, "joint")
+                 for name, f in new.items() if name not in failed)  # fmt: skip
+    stored = shared.stored()
+    _warn_if_out_of_order([(rung.reference.name, stored[rung.player]) for rung in rungs
+                           if rung.player in stored])  # fmt: skip
+    results = []
+    for rung in rungs:
+        name = rung.player
+        if name == ANCHOR:
+            games = sum(1 for a, b, _ in triples if ANCHOR in (a, b))
+            rating = StoredRating(ANCHOR, rung.reference.name, ANCHOR_RATING, ANCHOR_RATING,
+                                  ANCHOR_RATING, games, "anchor")  # fmt: skip
+            results.append(RungResult(rung, rating, "anchor"))
+        elif name in stored:
+            s = stored[name]
+            how = "refit" if name in refitted else "new" if name in new else "stored"
+            results.append(RungResult(rung, s, f"{how}, {s.games} games"))
+        else:
+            results.append(RungResult(rung, None, _why_unrated(rung, agent_rating is None)))
+    return results, agent_rating
+
+
+def _warn_if_out_of_order(rated: Sequence[tuple[str, StoredRating]]) -> None:
+    """The skipping rule needs the references weakest first: say so where the stored ratings
+    clearly (intervals apart) contradict the listed order."""
+    for (weaker, low), (stronger, high) in zip(rated, rated[1:], strict=False):
+        if high.high < low.low:
+            _log.warning(
+                "ladder.references should be listed weakest first, but %r (Elo %.0f) is clearly "
+                "weaker than %r (Elo %.0f) listed before it", stronger, high.rating, weaker,
+                low.rating,
+            )  # fmt: skip
+
+
+def _why_unrated(rung: Rung, no_scale: bool) -> str:
+    if not rung.games:
+        return "unrated (not played)"
+    if rung.engine_failures:
+        return "unrated (engine failed)"
+    if no_scale:
+        return "unrated (no scale)"
+    return "unrated (one-sided)"
