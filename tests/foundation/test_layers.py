@@ -21,7 +21,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("checkpoints", ("keisei.checkpoint",)),
     ("evaluation", ("keisei.evaluation",)),
     ("training", ("keisei.training",)),
-    ("interfaces", ("keisei.cli", "keisei.usi", "keisei.__main__")),
+    (
+        "interfaces",
+        ("keisei.cli", "keisei.cli_args", "keisei.train_command", "keisei.usi", "keisei.__main__"),
+    ),
 ]
 
 
