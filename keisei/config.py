@@ -181,11 +181,18 @@ class EvaluationConfig(_Section):
     enable_periodic_evaluation: bool = True
     evaluation_interval_timesteps: PositiveInt = 51_200
     num_games: PositiveInt = 20
-    """Games per evaluation, shared out among the fixed opponents and those from the pool."""
+    """Games per evaluation, shared out among the fixed opponents, the reference opponents and
+    those from the pool."""
     opponents: list[Annotated[str, AfterValidator(check_opponent_spec)]] = Field(
         default_factory=lambda: ["random"]
     )
     """Fixed references played at every evaluation: random, greedy, checkpoint:PATH, usi:CMD."""
+    reference_opponents: Annotated[int, Field(strict=True, ge=0)] = 2
+    """Ladder references (`ladder.references`) also played at each evaluation: those just below
+    and just above the agent's current rating (stored ratings in `ladder.sqlite` beside the runs;
+    without any, the weakest one not yet passed in this run and the one below it), so the Elo
+    curve keeps meaning once random is beaten. 0 turns them off; a reference whose program is
+    not installed is skipped with a warning."""
     pool_size: Annotated[int, Field(strict=True, ge=0)] = 5
     """Past checkpoints of this run kept as opponents (the newest ones); 0 turns the pool off."""
     pool_opponents: Annotated[int, Field(strict=True, ge=0)] = 1

@@ -1,8 +1,11 @@
 """The `EvaluationManager`: plays evaluation games for the trainer, now or in the background.
 
 Each evaluation plays `evaluation.num_games` games, shared out among the fixed opponents (e.g.
-random) and members sampled from the opponent pool (this run's past checkpoints), records every
-game in the run's Elo registry, and returns an `EvaluationResult` with an Elo snapshot.
+random), the ladder references around the agent's rating (`evaluation.reference_opponents`; see
+`reference_opponents.py`) and members sampled from the opponent pool (this run's past
+checkpoints), records every game in the run's Elo registry, and returns an `EvaluationResult`
+with an Elo snapshot. Which references is decided in the worker (it reads the registries), so
+training does not pay for it.
 
 What is evaluated is always a committed checkpoint of the run, loaded from disk, so every rated
 player is a checkpoint one can load, play and resume from. `evaluate_checkpoint` plays in this
@@ -24,11 +27,19 @@ import torch
 
 from keisei.checkpoint import record_evaluation
 from keisei.checkpoint.run_layout import RunLayout
-from keisei.config import EvaluationConfig
+from keisei.config import EvaluationConfig, LadderConfig, LadderReference
 from keisei.evaluation.elo import EloRegistry
+from keisei.evaluation.ladder_registry import LadderRegistryError
+from keisei.evaluation.ladder_setup import reference_player
 from keisei.evaluation.match import MatchSettings, play_match
 from keisei.evaluation.players import Player, load_checkpoint_player, make_opponent
 from keisei.evaluation.pool import OpponentPool, PoolMember
+from keisei.evaluation.reference_opponents import (
+    Choice,
+    run_ladder_settings,
+    select_references,
+    usable_references,
+)
 from keisei.evaluation.result import EloSnapshot, EvaluationResult, GameResult
 from keisei.evaluation.worker_pool import WorkerPool
 from keisei.log import get_logger
@@ -48,6 +59,11 @@ class EvaluationJob:
     settings: EvaluationConfig
     seed: int
     usi_options: Mapping[str, str] = field(default_factory=dict)
+    references: tuple[LadderReference, ...] = ()
+    """The ladder references whose programs exist, weakest first; the worker picks
+    `settings.reference_opponents` of them."""
+    ladder: LadderConfig | None = None
+    """The ladder settings of the sequential test that decides which references are passed."""
 
 
 def _share(total: int, parts: int) -> list[int]:
@@ -56,9 +72,9 @@ def _share(total: int, parts: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
-def _opponents(job: EvaluationJob) -> list[Player]:
+def _fixed_opponents(job: EvaluationJob) -> list[Player]:
     cfg = job.settings
-    players: list[Player] = [
+    return [
         make_opponent(
             spec,
             seed=job.seed + i,
@@ -69,13 +85,45 @@ def _opponents(job: EvaluationJob) -> list[Player]:
         )
         for i, spec in enumerate(job.fixed_opponents)
     ]
+
+
+def _pool_opponents(job: EvaluationJob) -> list[Player]:
     from keisei.checkpoint.errors import CheckpointError
 
+    players: list[Player] = []
     for member in job.pool_members:
         try:
             players.append(load_checkpoint_player(member.path, seed=job.seed))
         except CheckpointError as exc:  # e.g. removed by the retention policy meanwhile
             _log.warning("pool opponent %s is unavailable and skipped: %s", member.name, exc)
+    return players
+
+
+def _reference_opponents(
+    job: EvaluationJob, registry: EloRegistry, taken: set[str]
+) -> list[tuple[Player, Choice]]:
+    """The ladder references this evaluation plays (none already among `taken` player names),
+    chosen from the registries as `reference_opponents.py` describes."""
+    ladder = job.ladder
+    if ladder is None or not job.references or job.settings.reference_opponents <= 0:
+        return []
+    shared = RunLayout(job.run_dir).shared_ladder_database
+    try:
+        chosen = select_references(registry, job.references, ladder, shared,
+                                   job.settings.reference_opponents)  # fmt: skip
+    except LadderRegistryError as exc:  # e.g. locked for longer than its timeout
+        _log.warning("no reference opponents in this evaluation: %s", exc)
+        return []
+    listed = [reference.name for reference in ladder.references]
+    players: list[tuple[Player, Choice]] = []
+    for choice in chosen:
+        if choice.player in taken:
+            continue
+        name = choice.reference.name
+        place = listed.index(name) if name in listed else len(listed)
+        player = reference_player(choice.reference, seed=job.seed + 1 + place,
+                                  timeout_s=ladder.usi_timeout_s)  # fmt: skip
+        players.append((player, choice))
     return players
 
 
@@ -91,9 +139,13 @@ def run_evaluation(job: EvaluationJob) -> EvaluationResult:
     registry = EloRegistry(
         run.elo_database, k=cfg.elo_k, anchor="random", anchor_rating=cfg.elo_anchor_rating
     )
-    opponents = _opponents(job)
+    opponents = _fixed_opponents(job)
     games: list[GameResult] = []
     try:
+        references = _reference_opponents(job, registry, {p.name for p in opponents})
+        opponents += [player for player, _ in references]
+        opponents += _pool_opponents(job)
+        initial = {player.name: choice.stored for player, choice in references}
         previous = registry.latest_agent()
         registry.ensure_player(
             agent.name,
@@ -102,9 +154,10 @@ def run_evaluation(job: EvaluationJob) -> EvaluationResult:
             step=job.step,
             initial_rating=None if previous is None else previous.rating,
         )
-        for opponent in opponents:
+        for opponent in opponents:  # a reference starts at its stored rating, if any
             registry.ensure_player(opponent.name, opponent.kind, path=opponent.path,
-                                   step=opponent.step)  # fmt: skip
+                                   step=opponent.step,
+                                   initial_rating=initial.get(opponent.name))  # fmt: skip
         record_dir = run.games_of_step(job.step) if cfg.save_records else None
         shares = _share(cfg.num_games, len(opponents))
         for index, (opponent, count) in enumerate(zip(opponents, shares, strict=True)):
@@ -157,17 +210,43 @@ def _run_in_worker(job: EvaluationJob) -> EvaluationResult:
 class EvaluationManager:
     """Evaluates a training run's agent (satisfies the `Evaluator` protocol)."""
 
-    def __init__(self, config: EvaluationConfig, run_dir: str | Path) -> None:
+    def __init__(
+        self, config: EvaluationConfig, run_dir: str | Path, ladder: LadderConfig | None = None
+    ) -> None:
+        """`ladder` gives the reference opponents (default: the run's `config.yaml`, read at the
+        first evaluation, else the defaults)."""
         self.config = config
         self.run_dir = Path(run_dir)
+        self._ladder = ladder
+        self._references: tuple[LadderReference, ...] | None = None
         self.pool = OpponentPool(
             config.pool_size, config.pool_sampling, np.random.default_rng(config.seed)
         )
         self._workers: WorkerPool | None = None
         self._evaluations = 0
 
+    def _reference_settings(self) -> tuple[LadderConfig | None, tuple[LadderReference, ...]]:
+        """The ladder settings and the references with their programs installed (the missing
+        programs named in one warning, the first time)."""
+        if self.config.reference_opponents <= 0:
+            return None, ()
+        if self._ladder is None:
+            self._ladder = run_ladder_settings(self.run_dir)
+        if self._references is None:
+            usable, missing = usable_references(self._ladder.references)
+            if missing:
+                skipped = [r.name for r in self._ladder.references if r not in usable]
+                _log.warning(
+                    "reference opponents need %s, which is not installed: %s skipped "
+                    "(evaluation goes on against the others)",
+                    ", ".join(missing), ", ".join(skipped),
+                )  # fmt: skip
+            self._references = tuple(usable)
+        return self._ladder, self._references
+
     def _job(self, checkpoint: Path, step: int) -> EvaluationJob:
         cfg = self.config
+        ladder, references = self._reference_settings()
         run = RunLayout(self.run_dir)
         self.pool.refresh(run.checkpoints, before_step=step)
         ratings: dict[str, float] = {}
@@ -187,6 +266,8 @@ class EvaluationManager:
             settings=cfg,
             seed=cfg.seed + step,
             usi_options=dict(cfg.usi_options),
+            references=references,
+            ladder=ladder,
         )
 
     def evaluate_checkpoint(self, checkpoint: Path, step: int) -> EvaluationResult:

@@ -1,9 +1,14 @@
 """`keisei report RUN_DIR`: plots and a short Markdown summary of a training run.
 
 Writes into `RUN_DIR/report/`: `elo.png` (maximum-likelihood Elo of each evaluated snapshot over
-training steps, with 95% bands, and the incremental Elo), `outcomes.png` (win/draw/loss shares per
-opponent), `losses.png` (PPO losses and entropy), `game_length.png` (self-play and evaluation game
-lengths), and `report.md` tying them together.
+training steps, with 95% bands, and the incremental Elo; the ladder references played as labelled
+horizontal lines), `outcomes.png` (win/draw/loss shares per opponent), `losses.png` (PPO losses
+and entropy), `game_length.png` (self-play and evaluation game lengths), and `report.md` tying
+them together, with the latest snapshot's score against each reference.
+
+The Elo fit holds random at 0 and every reference with a rating stored in the shared ladder
+registry (`ladder.sqlite` beside the run) at that rating, so the curve is on the ladder's scale
+(`reference_opponents.fit_run`); references without one are fitted from the run's games.
 """
 
 from __future__ import annotations
@@ -18,7 +23,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from keisei.checkpoint.run_layout import RunLayout
+from keisei.evaluation.bradley_terry import FittedRating
 from keisei.evaluation.elo import EloRegistry
+from keisei.evaluation.ladder_ratings import ANCHOR
+from keisei.evaluation.ladder_registry import LadderRegistryError, StoredRating
+from keisei.evaluation.reference_opponents import (
+    ReferenceLine,
+    ReferenceScore,
+    fit_run,
+    latest_scores,
+    played_references,
+    reference_labels,
+    reference_lines,
+    run_ladder_settings,
+    stored_ratings,
+)
 from keisei.log import get_logger, read_metrics
 
 _log = get_logger("report")
@@ -57,8 +76,12 @@ def agent_results(registry: EloRegistry) -> dict[str, OpponentRecord]:
     return dict(table)
 
 
-def _plot_elo(registry: EloRegistry, path: Path) -> list[tuple[int, float, float, float]]:
-    fitted = registry.fit()
+def _plot_elo(
+    registry: EloRegistry,
+    fitted: dict[str, FittedRating],
+    references: list[ReferenceLine],
+    path: Path,
+) -> list[tuple[int, float, float, float]]:
     agents = sorted(
         (p for p in registry.players() if p.kind == "agent" and p.name in fitted),
         key=lambda p: p.step or 0,
@@ -73,15 +96,58 @@ def _plot_elo(registry: EloRegistry, path: Path) -> list[tuple[int, float, float
                         label="95% interval")  # fmt: skip
         ax.plot(steps, [p.rating for p in agents], linestyle="--", alpha=0.7,
                 label="incremental Elo")  # fmt: skip
-    ax.axhline(registry.anchor_rating, color="grey", linewidth=0.8, label="random (anchor)")
+    for line in references:
+        ax.axhline(line.rating, color="grey", linewidth=0.8,
+                   linestyle="-" if line.source != "fitted" else ":")  # fmt: skip
+    bottom, top = ax.get_ylim()
+    gap = 0.045 * (top - bottom)  # labels closer than this are stacked upwards
+    label_at = bottom - gap
+    for line in sorted(references, key=lambda line: line.rating):  # at the right end, above it
+        label_at = max(line.rating, label_at + gap)
+        ax.annotate(line.text, (1.0, label_at), xycoords=("axes fraction", "data"),
+                    xytext=(-4, 2), textcoords="offset points", ha="right", va="bottom",
+                    fontsize=8, color="dimgrey")  # fmt: skip
     ax.set_xlabel("training step")
     ax.set_ylabel("Elo")
     ax.set_title("Agent rating over training")
-    ax.legend()
+    ax.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return points
+
+
+def _stored(run: RunLayout) -> dict[str, StoredRating]:
+    try:
+        return stored_ratings(run.shared_ladder_database)
+    except LadderRegistryError as exc:
+        _log.warning("the references' stored ratings are not used: %s", exc)
+        return {}
+
+
+def _reference_section(scores: list[ReferenceScore]) -> list[str]:
+    """The latest snapshot's score against each reference, or why the curve has none."""
+    if not any(s.line.player != ANCHOR for s in scores):
+        return [
+            "No ladder reference besides random was played in this run's evaluations "
+            "(`evaluation.reference_opponents` is 0, or their program is not installed), so "
+            "random and the run's own checkpoints are the curve's only anchors: once the agent "
+            "wins nearly every game against random, the curve says little.",
+            "",
+        ]
+    lines = [
+        "Reference opponents (the horizontal lines in the Elo plot), each with the latest "
+        "snapshot that played it:",
+        "",
+        "| reference | Elo | snapshot | games | wins | draws | losses | score |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in scores:
+        elo = f"{s.line.rating:.0f} ({s.line.source})"
+        lines.append(f"| {s.line.label} | {elo} | step {s.step} | {s.score.games} | "
+                     f"{s.score.wins} | {s.score.draws} | {s.score.losses} | "
+                     f"{s.score.share:.0%} |")  # fmt: skip
+    return [*lines, ""]
 
 
 def _plot_outcomes(results: dict[str, OpponentRecord], path: Path) -> None:
@@ -149,21 +215,32 @@ def write_report(run_dir: str | Path) -> Path:
     lines = [f"# Keisei run report: {run.root.name}", ""]
     database = run.elo_database
     if database.exists():
+        stored = _stored(run)
+        labels = reference_labels(run_ladder_settings(run.root), stored)
+        fixed = {name: s.rating for name, s in stored.items()}
         with EloRegistry(database) as registry:
-            points = _plot_elo(registry, out / "elo.png")
+            fitted = fit_run(registry.games(), fixed)
+            references = reference_lines(played_references(registry, labels), labels, fixed,
+                                         fitted)  # fmt: skip
+            points = _plot_elo(registry, fitted, references, out / "elo.png")
+            scores = latest_scores(registry, references)
             results = agent_results(registry)
             _plot_outcomes(results, out / "outcomes.png")
             games = len(registry.games())
         lines += [f"{games} evaluation games recorded.", ""]
         if points:
             step, rating, low, high = points[-1]
+            scale = "random = 0"
+            if any(line.source == "stored" for line in references):
+                scale += ", references at their stored ladder ratings"
             lines += [
                 f"Latest evaluated snapshot: step {step}, Elo {rating:.0f} "
-                f"(95% interval {low:.0f} to {high:.0f}; random = anchor).",
+                f"(95% interval {low:.0f} to {high:.0f}; {scale}).",
                 "",
                 "![Elo](elo.png)",
                 "",
             ]
+            lines += _reference_section(scores)
         lines += [
             "| opponent | games | wins | draws | losses | score |",
             "|---|---|---|---|---|---|",

@@ -163,7 +163,7 @@ class Trainer:
         self.store = CheckpointStore.from_config(config.checkpoint, self.layout.checkpoints)
         self.checkpoint_saver: CheckpointSaver = self.store.saver(self._training_state)
         if evaluator is None and config.evaluation.enable_periodic_evaluation and world.is_main:
-            evaluator = EvaluationManager(config.evaluation, self.run_dir)
+            evaluator = EvaluationManager(config.evaluation, self.run_dir, config.ladder)
         self.evaluator = evaluator
         self.manager = CallbackManager(config, self.run_dir, rank=world.rank, world_size=world.size)
         self.manager.setup_default_callbacks()

@@ -13,4 +13,5 @@ TINY = [
     "ppo.update_epochs=2",
     "logging.tensorboard=false",
     "evaluation.enable_periodic_evaluation=false",
+    "evaluation.reference_opponents=0",  # tests that play the ladder's engines say so
 ]
