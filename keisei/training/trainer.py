@@ -137,7 +137,8 @@ class Trainer:
             value_hidden=model_cfg.value_hidden,
         )
         self.model = ActorCritic(self.architecture).to(self.device)
-        seed_everything(config.training.seed + world.rank)  # each rank samples its own games
+        if world.rank:  # each rank samples its own games (rank 0 goes on from the seed)
+            seed_everything(config.training.seed + world.rank)
         steps_per_epoch = config.training.steps_per_epoch
         total_updates = math.ceil(config.training.total_timesteps / steps_per_epoch)
         self.ppo = PPO(
