@@ -6,12 +6,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keisei.checkpoint.run_layout import RunLayout
 from keisei.cli_args import add_config_args
 from keisei.config import ConfigError
 from keisei.log import get_logger
+
+if TYPE_CHECKING:
+    from keisei.training.distributed import World
 
 
 def _latest_line(run_dir: Path, final_step: int) -> str:
@@ -105,13 +108,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return _train_this_rank(args)
 
 
+def _finish_together_quietly(world: World) -> None:
+    """Every rank stopped at the same step: leave the group together (a rank that is gone
+    already is no reason for another error)."""
+    from keisei.training.distributed import DistributedError
+
+    try:
+        world.finish_together()
+    except DistributedError as exc:
+        get_logger().warning("%s", exc)
+
+
 def _train_this_rank(args: argparse.Namespace) -> int:
     """Train as this process: alone, or as one rank of several."""
     from dataclasses import replace
 
     from keisei.config import check_world_size, config_hash
     from keisei.training.callbacks import CriticalCallbackError
-    from keisei.training.distributed import DistributedError, join_world
+    from keisei.training.distributed import DistributedError, RankFailedError, join_world
     from keisei.training.run_dir import plan_run
     from keisei.training.trainer import RunDirectoryError, StopRequested, Trainer
 
@@ -131,7 +145,10 @@ def _train_this_rank(args: argparse.Namespace) -> int:
             return 1
         try:
             summary = trainer.train()
+            world.finish_together()
         except KeyboardInterrupt as exc:
+            if isinstance(exc, StopRequested):  # agreed by every rank at the same epoch
+                _finish_together_quietly(world)
             if world.is_main:
                 how = (
                     "stopped at the end of an epoch"
@@ -145,6 +162,8 @@ def _train_this_rank(args: argparse.Namespace) -> int:
                 )
             return 130
         except (CriticalCallbackError, DistributedError) as exc:
+            if isinstance(exc, CriticalCallbackError | RankFailedError):  # agreed by every rank
+                _finish_together_quietly(world)
             critical = isinstance(exc, CriticalCallbackError) and exc.__cause__ is not None
             cause = f": {exc.__cause__}" if critical else ""
             lines = f"\ntraining FAILED at step {trainer.global_timestep}: {exc}{cause}\n"

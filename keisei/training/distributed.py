@@ -154,6 +154,14 @@ class World:
                 "started with the same config file and --set overrides"
             )
 
+    def finish_together(self) -> None:
+        """After training ended normally on every rank: wait until every rank is done (rank 0
+        writes the last checkpoint and drains evaluation meanwhile), so that no rank tears the
+        group down under another."""
+        if self.distributed and dist.is_initialized():
+            with lost_rank_reported("the end of training"):
+                dist.barrier()
+
     def close(self) -> None:
         if self.distributed and dist.is_initialized():
             dist.destroy_process_group()
