@@ -126,8 +126,9 @@ def _train_this_rank(args: argparse.Namespace) -> int:
     from keisei.config import check_world_size, config_hash
     from keisei.training.callbacks import CriticalCallbackError
     from keisei.training.distributed import DistributedError, RankFailedError, join_world
+    from keisei.training.interrupt import StopRequested
     from keisei.training.run_dir import plan_run
-    from keisei.training.trainer import RunDirectoryError, StopRequested, Trainer
+    from keisei.training.trainer import RunDirectoryError, Trainer
 
     resume = _resume_point(args)
     plan = plan_run(args.config, args.overrides, args.run_name, resume, args.callbacks)

@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import torch
@@ -50,16 +49,15 @@ from keisei.training.callbacks import (
     Evaluator,
 )
 from keisei.training.display import Display, LiveDisplay, NoDisplay, PlainDisplay, ProgressSnapshot
-from keisei.training.distributed import RankFailedError, World, lost_rank_reported
+from keisei.training.distributed import World, lost_rank_reported
 from keisei.training.event_loop import BackgroundEventLoop
 from keisei.training.extra_callbacks import build_extra_callbacks
-from keisei.training.interrupt import GracefulInterrupt, StopRequested
+from keisei.training.interrupt import GracefulInterrupt
 from keisei.training.past_opponents import PastOpponents
+from keisei.training.rank_agreement import agree_on_epoch_end, agreed, describe
 from keisei.training.rank_state import RankStates
 from keisei.training.run_dir import RunPlan
 from keisei.training.trainer_view import TrainerCallbackView
-
-T = TypeVar("T")
 
 
 def seed_everything(seed: int) -> None:
@@ -79,22 +77,6 @@ class TrainingSummary:
 
 class RunDirectoryError(RuntimeError):
     """The run directory cannot be written (read-only, full, not a directory)."""
-
-
-def _describe(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return text[:500]
-
-
-def _describe_with_cause(exc: BaseException) -> str:
-    cause = exc.__cause__
-    return _describe(exc) + ("" if cause is None else f" ({_describe(cause)})")
-
-
-def _raise_first_rank_failure(failures: list[str | None], what: str, step: int) -> None:
-    for rank, failure in enumerate(failures):
-        if failure is not None:
-            raise RankFailedError(rank, f"{what} failed on rank {rank} at step {step}: {failure}")
 
 
 class Trainer:
@@ -307,7 +289,7 @@ class Trainer:
                 "config": config_to_dict(self.config),
             },
             clean=self._at_epoch_boundary,
-            failure=None if self._failure is None else _describe(self._failure),
+            failure=None if self._failure is None else describe(self._failure),
         )
 
     def _resume(self, plan: RunPlan) -> Path:
@@ -380,7 +362,12 @@ class Trainer:
         epoch_start = time.monotonic()
         self._at_epoch_boundary = False
         self.past_opponents.refresh(self.global_timestep)
-        rollout = self._agreed("self-play", lambda: self.collector.collect(self.model))
+        rollout = agreed(
+            self.world,
+            "self-play",
+            self.global_timestep,
+            lambda: self.collector.collect(self.model),
+        )
         with self.timer.section("ppo"), lost_rank_reported("the PPO update"):
             update = self.ppo.update(rollout)
         self.updates += 1
@@ -411,7 +398,9 @@ class Trainer:
             except CriticalCallbackError as exc:
                 failure = exc
         self.display.update(self._snapshot(steps_per_second, update))
-        self._agree_on_epoch_end(failure)
+        agree_on_epoch_end(
+            self.world, self.manager, self.global_timestep, failure, self._interrupt.requested
+        )
 
     def _versus_metrics(self, stats: GameStats) -> dict[str, float]:
         if not self.past_opponents.enabled:
@@ -420,48 +409,6 @@ class Trainer:
         if stats.recent_versus:  # the learner's score against past opponents (last 100 games)
             metrics["selfplay/past_opponent_score"] = stats.recent_versus_score
         return metrics
-
-    def _agreed(self, what: str, work: Callable[[], T]) -> T:
-        """Run `work` on every rank; if it failed on any, every rank raises (no rank goes on to
-        wait in a collective for one that stopped)."""
-        if not self.world.distributed:
-            return work()
-        try:
-            result, error = work(), None
-        except Exception as exc:
-            result, error = None, exc
-        outcomes = self.world.all_gather(None if error is None else _describe(error), what)
-        if error is not None:
-            raise error
-        _raise_first_rank_failure(outcomes, what, self.global_timestep)
-        return result  # type: ignore[return-value]
-
-    def _agree_on_epoch_end(self, failure: CriticalCallbackError | None) -> None:
-        """What every rank does next, decided together: callbacks disabled on any rank are
-        disabled on all; a critical failure or a Ctrl-C on any rank stops every rank now."""
-        step = self.global_timestep
-        stop = self._interrupt.requested
-        if self.world.distributed:
-            decisions = self.world.all_gather(
-                {
-                    "disabled": sorted(self.manager.disabled_keys()),
-                    "failure": None if failure is None else _describe_with_cause(failure),
-                    "stop": stop,
-                },
-                "the epoch's decisions",
-            )
-            for rank, decision in enumerate(decisions):
-                self.manager.disable(
-                    set(decision["disabled"]),
-                    f"it failed on rank {rank}, so every rank disables it at step {step}",
-                )
-            stop = any(decision["stop"] for decision in decisions)
-            if failure is None:
-                _raise_first_rank_failure([d["failure"] for d in decisions], "the callbacks", step)
-        if failure is not None:
-            raise failure
-        if stop:
-            raise StopRequested(f"stopped by Ctrl-C at step {step}")
 
     def _snapshot(self, steps_per_second: float, update: Mapping[str, float]) -> ProgressSnapshot:
         stats = self.stats
