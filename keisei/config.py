@@ -146,6 +146,11 @@ class ModelConfig(_Section):
     value_hidden: PositiveInt = 64
 
 
+def _off_read_as_false(value: Any) -> Any:
+    """YAML reads an unquoted `off` (`--set ppo.amp=off`) as false."""
+    return "off" if value is False else value
+
+
 class PPOConfig(_Section):
     learning_rate: PositiveFloat = 3e-4
     lr_schedule: Literal["constant", "linear"] = "constant"
@@ -162,8 +167,14 @@ class PPOConfig(_Section):
     normalize_advantages: bool = True
     target_kl: PositiveFloat | None = None
     """Stop an update's epochs early once the approximate KL passes this."""
-    amp: Literal["off", "bf16", "fp16"] = "off"
-    """Mixed precision for the update (CUDA only; ignored with a warning on CPU)."""
+    amp: Annotated[Literal["auto", "off", "bf16", "fp16"], BeforeValidator(_off_read_as_false)] = (
+        "auto"
+    )
+    """Mixed precision of the network, in the update and in every batched inference (self-play,
+    past opponents, evaluation): `auto` is bf16 where the device runs it fast (a CUDA device with
+    bf16, a CPU with AMX or AVX-512 BF16) and float32 elsewhere; `off` is float32; `bf16`
+    anywhere; `fp16` on CUDA only (float32 elsewhere, with a warning). Weights, losses and the
+    optimizer stay float32."""
     compile: bool = False
     """Run the network through `torch.compile`."""
 

@@ -5,6 +5,10 @@ The policy head is a 1x1 convolution to 27 planes of 9x9, flattened to the 2187 
 expected result for the side to move, in [-1, 1]. There is no batch normalisation, so the network
 computes the same function in train and eval mode (PPO's ratios start at exactly 1, and a resumed
 run is bitwise the same run); each residual block's last convolution starts at zero instead.
+
+`precision` (float32 by default; see `precision.py`) is what the network computes in wherever it
+is called, so self-play, evaluation and the update agree. Only the stem and the tower use it: the
+heads (a sliver of the work) compute in float32, so the logits and the value are float32.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from keisei.model.precision import FLOAT32, Precision
 from keisei.shogi import NUM_FEATURE_PLANES, NUM_LABELS
 
 POLICY_PLANES = NUM_LABELS // 81
@@ -70,10 +75,13 @@ class ResidualBlock(nn.Module):
 class ActorCritic(nn.Module):
     """`forward(obs) -> (policy logits (B, 2187), value (B,))`; mask illegal labels yourself."""
 
-    def __init__(self, architecture: Architecture | None = None) -> None:
+    def __init__(
+        self, architecture: Architecture | None = None, precision: Precision = FLOAT32
+    ) -> None:
         super().__init__()
         arch = architecture or Architecture()
         self.architecture = arch
+        self.precision = precision
         self.stem = nn.Conv2d(arch.input_planes, arch.channels, 3, padding=1)
         self.tower = nn.Sequential(
             *(ResidualBlock(arch.channels, arch.squeeze_excitation) for _ in range(arch.blocks))
@@ -88,7 +96,13 @@ class ActorCritic(nn.Module):
         nn.init.zeros_(self.value_out.bias)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.tower(torch.relu(self.stem(obs)))
+        # channels_last input: faster convolutions on CPU in both precisions
+        # (benchmarks/bench_network.py); the weights keep their layout, checkpoints too.
+        obs = obs.contiguous(memory_format=torch.channels_last)
+        with self.precision.autocast(obs.device):
+            x = self.tower(torch.relu(self.stem(obs)))
+        # The heads are a sliver of the work; in float32 the logits keep their resolution.
+        x = x.float()
         logits = self.policy_head(x).flatten(1)
         v = torch.relu(self.value_fc(torch.relu(self.value_conv(x)).flatten(1)))
         return logits, torch.tanh(self.value_out(v)).squeeze(-1)

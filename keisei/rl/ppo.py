@@ -3,8 +3,10 @@
 Losses as in the paper: the clipped surrogate L^CLIP, the value loss L^VF and the entropy bonus S;
 the update minimises -L^CLIP + c1 L^VF - c2 S over minibatches for several epochs, with advantage
 normalisation, gradient-norm clipping and Adam. Illegal labels are masked out of the policy in the
-loss exactly as in sampling. Optional: a linear learning-rate decay, mixed precision on CUDA (bf16,
-or fp16 with a gradient scaler) and `torch.compile`.
+loss exactly as in sampling. Optional: a linear learning-rate decay and `torch.compile`. Mixed
+precision is the network's own (`keisei.model.precision`: the tower in bf16 or fp16, its outputs
+and everything here in float32), the same in the update as in the games; fp16 adds a gradient
+scaler.
 
 With several ranks (`world_size` > 1, a process group already joined) each rank updates on its
 own rollout with `minibatch_size / world_size` samples per minibatch, so a minibatch is global.
@@ -16,7 +18,6 @@ early (so every rank stops at the same epoch), and the reported statistics (aver
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
 from typing import NamedTuple
 
 import torch
@@ -25,11 +26,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from keisei.config import PPOConfig
-from keisei.log import get_logger
-from keisei.model.network import masked_logits
+from keisei.model.network import ActorCritic, masked_logits
 from keisei.rl.rollout import Rollout
-
-_log = get_logger("ppo")
 
 
 def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
@@ -114,7 +112,7 @@ class PPO:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: ActorCritic,
         config: PPOConfig,
         total_updates: int,
         device: torch.device,
@@ -138,12 +136,8 @@ class PPO:
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(
                 self.optimizer, lambda update: max(0.0, 1.0 - update / total)
             )
-        amp = config.amp
-        if amp != "off" and device.type != "cuda":
-            _log.warning("ppo.amp = %s needs a CUDA device; training in float32 on %s", amp, device)
-            amp = "off"
-        self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-        self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+        fp16 = model.precision.dtype == torch.float16
+        self.scaler = torch.amp.GradScaler("cuda") if fp16 else None
         trained: nn.Module = model
         if world_size > 1:  # broadcasts rank 0's weights now; averages gradients in backward
             device_ids = [device.index] if device.type == "cuda" else None
@@ -156,11 +150,6 @@ class PPO:
         tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
         dist.all_reduce(tensor)
         return (tensor / self.world_size).tolist()
-
-    def _autocast(self) -> AbstractContextManager[object]:
-        if self.amp_dtype is None:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     @property
     def learning_rate(self) -> float:
@@ -217,8 +206,7 @@ class PPO:
             advantages = normalized_advantages(advantages, self.world_size)
         returns = rollout.returns[index]
 
-        with self._autocast():
-            logits, values = self.forward(obs)
+        logits, values = self.forward(obs)
         policy_loss, value_loss, entropy, ratio, log_ratio = ppo_losses(
             logits,
             values,

@@ -19,7 +19,7 @@ import torch
 
 from keisei.checkpoint import CheckpointStore, load_model_weights
 from keisei.checkpoint.layout import checkpoint_dirs, parse_checkpoint_name
-from keisei.model import ActorCritic, Architecture
+from keisei.model import ActorCritic, Architecture, Precision
 from keisei.rl.versus import VersusGames
 from keisei.training.distributed import World
 
@@ -35,6 +35,7 @@ class PastOpponents:
         store: CheckpointStore,
         *,
         architecture: Architecture,
+        precision: Precision,
         device: torch.device,
         pool_size: int,
         interval: int,
@@ -45,6 +46,8 @@ class PastOpponents:
         self.versus = versus
         self.store = store
         self.architecture = architecture
+        self.precision = precision
+        """The learner's: the opponent computes in the same precision."""
         self.device = device
         self.pool_size = pool_size
         self.interval = interval
@@ -88,7 +91,7 @@ class PastOpponents:
                                 name, exc, self.versus.opponent_name)  # fmt: skip
             return False
         with torch.random.fork_rng(devices=[]):  # building it draws no training randomness
-            model = ActorCritic(self.architecture)
+            model = ActorCritic(self.architecture, self.precision)
         model.load_state_dict(weights)
         model.to(self.device)
         self.versus.set_opponent(model, name)

@@ -35,7 +35,7 @@ from keisei.checkpoint import CheckpointStore, LoadedCheckpoint, TrainingState
 from keisei.checkpoint.run_layout import RunLayout
 from keisei.config import config_hash, config_to_dict, dump_config
 from keisei.evaluation.manager import EvaluationManager
-from keisei.model import ActorCritic, Architecture
+from keisei.model import ActorCritic, Architecture, choose_precision
 from keisei.rl.ppo import PPO
 from keisei.rl.rollout import GameStats, SelfPlayCollector
 from keisei.rl.versus import VersusGames
@@ -118,7 +118,8 @@ class Trainer:
             squeeze_excitation=model_cfg.squeeze_excitation,
             value_hidden=model_cfg.value_hidden,
         )
-        self.model = ActorCritic(self.architecture).to(self.device)
+        self.precision = choose_precision(config.ppo.amp, self.device)
+        self.model = ActorCritic(self.architecture, self.precision).to(self.device)
         if world.rank:  # each rank samples its own games (rank 0 goes on from the seed)
             seed_everything(config.training.seed + world.rank)
         steps_per_epoch = config.training.steps_per_epoch
@@ -160,6 +161,7 @@ class Trainer:
             versus,
             self.store,
             architecture=self.architecture,
+            precision=self.precision,
             device=self.device,
             pool_size=config.selfplay.past_opponents,
             interval=self.manager.checkpoint_interval,
@@ -191,11 +193,13 @@ class Trainer:
         if resumed is not None:
             self.logger.info("resumed from %s at step %d", resumed, self.global_timestep)
         self.logger.info(
-            "run directory %s; device %s; model %s (%d parameters)",
+            "run directory %s; device %s; model %s (%d parameters); precision %s (%s)",
             self.run_dir,
             self.device,
             self.architecture,
             sum(p.numel() for p in self.model.parameters()),
+            self.precision.name,
+            self.precision.reason,
         )
 
     def _acquire(self, live: bool, *, resumed: bool) -> None:

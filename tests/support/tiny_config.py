@@ -11,6 +11,7 @@ TINY = [
     "training.checkpoint_interval_timesteps=128",
     "ppo.minibatch_size=32",
     "ppo.update_epochs=2",
+    "ppo.amp=off",  # float32 on every machine; the tests of bf16 ask for it
     "logging.tensorboard=false",
     "evaluation.enable_periodic_evaluation=false",
     "evaluation.reference_opponents=0",  # tests that play the ladder's engines say so

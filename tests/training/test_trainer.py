@@ -70,14 +70,17 @@ def test_tiny_run_trains_end_to_end_with_checkpoints_on_schedule(tmp_path: Path)
     assert list((plan.run_dir / "tensorboard").glob("events.out.tfevents.*"))
 
 
-def test_resume_gives_bitwise_identical_weights(tmp_path: Path):
-    straight = Trainer(tiny_plan(tmp_path, "straight"))
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_resume_gives_bitwise_identical_weights(tmp_path: Path, amp: str):
+    precision = f"ppo.amp={amp}"
+    straight = Trainer(tiny_plan(tmp_path, "straight", precision))
+    assert straight.precision.name == {"off": "float32", "bf16": "bf16"}[amp]
     straight.train()
 
-    first_half = Trainer(tiny_plan(tmp_path, "halves", "training.total_timesteps=128"))
+    first_half = Trainer(tiny_plan(tmp_path, "halves", precision, "training.total_timesteps=128"))
     first_half.train()
     resumed = Trainer(
-        tiny_plan(tmp_path, "halves", "training.total_timesteps=256", resume="latest")
+        tiny_plan(tmp_path, "halves", precision, "training.total_timesteps=256", resume="latest")
     )
     assert resumed.global_timestep == 128
     resumed.train()
