@@ -104,3 +104,11 @@ def choose_precision(setting: str, device: torch.device | str) -> Precision:
     if units:
         return Precision(torch.bfloat16, f"auto: this CPU has {', '.join(units)}")
     return Precision(None, "auto: this CPU has neither AMX nor AVX-512 BF16")
+
+
+def allow_tf32(device: torch.device | str) -> None:
+    """On CUDA, let float32 matrix products and convolutions use TF32 tensor cores (what stays
+    float32 under autocast, and all of it with `off`); nothing elsewhere."""
+    if torch.device(device).type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True

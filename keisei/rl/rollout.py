@@ -167,8 +167,13 @@ class SelfPlayCollector:
         self.timer = timer or SectionTimer()
         self.stats = GameStats()
         n = env.num_envs
-        self._obs = np.zeros((steps, n, *OBS_SHAPE), dtype=np.uint8)
-        self._masks = np.zeros((steps, n, NUM_LABELS), dtype=bool)
+        # On CUDA the rollout's positions and the per-ply batch live in pinned host memory, so
+        # their copies to the device run asynchronously.
+        self._pinned = device.type == "cuda"
+        self._obs = self._host((steps, n, *OBS_SHAPE), torch.uint8)
+        self._masks = self._host((steps, n, NUM_LABELS), torch.bool)
+        self._ply_obs = self._host((n, *OBS_SHAPE), torch.float32)
+        self._ply_mask = self._host((n, NUM_LABELS), torch.bool)
         self._actions = np.zeros((steps, n), dtype=np.int64)
         self._logprobs = np.zeros((steps, n), dtype=np.float32)
         self._values = np.zeros((steps, n), dtype=np.float32)
@@ -179,15 +184,23 @@ class SelfPlayCollector:
         self._current_obs: np.ndarray | None = None
         self._current_mask: np.ndarray | None = None
 
+    def _host(self, shape: tuple[int, ...], dtype: torch.dtype) -> np.ndarray:
+        """A zeroed host array (pinned on CUDA), as numpy."""
+        return torch.zeros(shape, dtype=dtype, pin_memory=self._pinned).numpy()
+
     def _ensure_started(self) -> None:
         if self._current_obs is None:
             obs, mask = self.env.current() if self.env.started else self.env.reset()
             self._current_obs, self._current_mask = obs, mask
 
     def _to_device(self, obs: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._pinned:
+            self._ply_obs[: len(obs)] = obs
+            self._ply_mask[: len(mask)] = mask
+            obs, mask = self._ply_obs[: len(obs)], self._ply_mask[: len(mask)]
         return (
-            torch.from_numpy(obs).to(self.device, dtype=torch.float32),
-            torch.from_numpy(mask).to(self.device),
+            torch.from_numpy(obs).to(self.device, dtype=torch.float32, non_blocking=True),
+            torch.from_numpy(mask).to(self.device, non_blocking=True),
         )
 
     def collect(self, model: ActorCritic) -> Rollout:
@@ -241,7 +254,9 @@ class SelfPlayCollector:
 
         def tensor(array: np.ndarray) -> torch.Tensor:
             flat = array.reshape(-1, *array.shape[2:])
-            return torch.from_numpy(flat if keep is None else flat[keep]).to(self.device)
+            return torch.from_numpy(flat if keep is None else flat[keep]).to(
+                self.device, non_blocking=True
+            )
 
         return Rollout(
             obs=tensor(self._obs),

@@ -36,6 +36,7 @@ from keisei.checkpoint.run_layout import RunLayout
 from keisei.config import config_hash, config_to_dict, dump_config
 from keisei.evaluation.manager import EvaluationManager
 from keisei.model import ActorCritic, Architecture, choose_precision
+from keisei.model.precision import allow_tf32
 from keisei.rl.ppo import PPO
 from keisei.rl.rollout import GameStats, SelfPlayCollector
 from keisei.rl.versus import VersusGames
@@ -119,6 +120,7 @@ class Trainer:
             value_hidden=model_cfg.value_hidden,
         )
         self.precision = choose_precision(config.ppo.amp, self.device)
+        allow_tf32(self.device)
         self.model = ActorCritic(self.architecture, self.precision).to(self.device)
         if world.rank:  # each rank samples its own games (rank 0 goes on from the seed)
             seed_everything(config.training.seed + world.rank)
