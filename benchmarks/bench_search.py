@@ -40,9 +40,9 @@ import numpy as np
 import torch
 
 from keisei.checkpoint.errors import CheckpointNotFoundError
-from keisei.evaluation.batch_evaluator import BatchEvaluator
-from keisei.evaluation.search import PuctSearch
-from keisei.evaluation.search_limits import SearchControl
+from keisei.evaluation.search.batch_evaluator import BatchEvaluator
+from keisei.evaluation.search.limits import SearchControl
+from keisei.evaluation.search.puct import PuctSearch
 from keisei.model import ActorCritic, Architecture
 from keisei.shogi import ShogiGame
 from keisei.usi.agent import Agent, SearchSettings, load_model

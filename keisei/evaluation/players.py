@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from keisei.config import parse_opponent_spec
-from keisei.evaluation.batch_evaluator import BatchEvaluator
-from keisei.evaluation.search import PuctSearch
-from keisei.evaluation.search_limits import SearchControl
+from keisei.evaluation.search.batch_evaluator import BatchEvaluator
+from keisei.evaluation.search.limits import SearchControl
+from keisei.evaluation.search.puct import PuctSearch
 from keisei.evaluation.usi_client import UsiEngine, UsiError, UsiTimeoutError
 from keisei.log import get_logger
 from keisei.model import ActorCritic, Architecture, masked_logits
@@ -108,9 +108,9 @@ class GreedyPlayer:
 class NeuralPlayer:
     """A Keisei network: the most probable legal move (`greedy`), or a sample from the policy.
 
-    With `playouts` > 0 it searches instead (PUCT, `keisei.evaluation.search`) and plays the most
-    visited move; the searches of all the games it is asked about at once run in lockstep, their
-    leaves evaluated together, `search_batch` leaves per game per forward pass. Searching is
+    With `playouts` > 0 it searches instead (PUCT, `keisei.evaluation.search`) and plays the
+    most visited move; the searches of all the games it is asked about at once run in lockstep,
+    their leaves evaluated together, `search_batch` leaves per game per forward pass. Searching is
     deterministic (`greedy` and `seed` then play no part), and the name gets `+puct<N>` so that
     the Elo registry rates the network with and without search as different players.
     """

@@ -11,13 +11,13 @@ import torch
 
 from keisei.cli import main
 from keisei.config import EvaluationConfig
-from keisei.evaluation.batch_evaluator import BatchEvaluator
 from keisei.evaluation.elo import EloRegistry
 from keisei.evaluation.manager import EvaluationManager, _run_in_worker
 from keisei.evaluation.match import MatchSettings, play_match
 from keisei.evaluation.players import NeuralPlayer, RandomPlayer, load_checkpoint_player
-from keisei.evaluation.search import PuctSearch
-from keisei.evaluation.search_limits import SearchControl
+from keisei.evaluation.search.batch_evaluator import BatchEvaluator
+from keisei.evaluation.search.limits import SearchControl
+from keisei.evaluation.search.puct import PuctSearch
 from keisei.model import ActorCritic
 from keisei.shogi import ShogiGame
 from tests.support.checkpoints import save_checkpoint, tiny_model
