@@ -30,7 +30,7 @@ from collections import Counter
 
 from keisei.checkpoint.run_layout import RunLayout
 from keisei.config import check_opponent_spec
-from keisei.evaluation.elo import EloRegistry
+from keisei.evaluation.ratings.elo import EloRegistry
 from keisei.training.callbacks import Callback, TrainerView
 from keisei.training.run_dir import plan_run
 from keisei.training.trainer import Trainer

@@ -85,7 +85,7 @@ def _cmd_ratings(args: argparse.Namespace) -> int:
 
     from rich.table import Table
 
-    from keisei.evaluation.elo import EloRegistry
+    from keisei.evaluation.ratings.elo import EloRegistry
 
     database = RunLayout(args.run_dir).elo_database
     if not database.is_file():

@@ -50,8 +50,6 @@ from pathlib import Path
 
 from keisei.checkpoint.run_layout import RunLayout
 from keisei.config import ConfigError, LadderConfig, LadderReference
-from keisei.evaluation.bradley_terry import FittedRating
-from keisei.evaluation.elo import EloRegistry
 from keisei.evaluation.ladder_play import Rung, climb
 from keisei.evaluation.ladder_plot import PlottedRating, plot_ladder
 from keisei.evaluation.ladder_ratings import (
@@ -71,6 +69,8 @@ from keisei.evaluation.ladder_registry import (
 )
 from keisei.evaluation.ladder_setup import check_program, reference_player
 from keisei.evaluation.players import Player, load_checkpoint_player
+from keisei.evaluation.ratings.bradley_terry import FittedRating
+from keisei.evaluation.ratings.elo import EloRegistry
 from keisei.evaluation.result import GameResult
 from keisei.log import get_logger
 

@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeVar
 
-from keisei.evaluation.bradley_terry import FittedRating, fit_ratings, fit_with_fixed
+from keisei.evaluation.ratings.bradley_terry import FittedRating, fit_ratings, fit_with_fixed
 
 ANCHOR = "random"
 """The reference whose rating is fixed at `ANCHOR_RATING` on every ladder: the random player."""

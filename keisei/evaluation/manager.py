@@ -28,12 +28,12 @@ import torch
 from keisei.checkpoint import record_evaluation
 from keisei.checkpoint.run_layout import RunLayout
 from keisei.config import EvaluationConfig, LadderConfig, LadderReference
-from keisei.evaluation.elo import EloRegistry
 from keisei.evaluation.ladder_registry import LadderRegistryError
 from keisei.evaluation.ladder_setup import reference_player
 from keisei.evaluation.match import MatchSettings, play_match
 from keisei.evaluation.players import Player, load_checkpoint_player, make_opponent
 from keisei.evaluation.pool import OpponentPool, PoolMember
+from keisei.evaluation.ratings.elo import EloRegistry
 from keisei.evaluation.reference_opponents import (
     Choice,
     run_ladder_settings,

@@ -47,12 +47,12 @@ from pydantic import ValidationError
 
 from keisei.checkpoint.run_layout import RunLayout
 from keisei.config import LadderConfig, LadderReference, check_opponent_spec, parse_opponent_spec
-from keisei.evaluation.bradley_terry import FittedRating
-from keisei.evaluation.elo import EloRegistry, GameRow
 from keisei.evaluation.ladder_ratings import ANCHOR, ANCHOR_RATING, Triple, fit_with_fixed
 from keisei.evaluation.ladder_registry import ENGINE_FAILURES, LadderRegistry, StoredRating
 from keisei.evaluation.ladder_stopping import Score, Verdict, verdict
 from keisei.evaluation.players import GreedyPlayer, RandomPlayer, UsiPlayer
+from keisei.evaluation.ratings.bradley_terry import FittedRating
+from keisei.evaluation.ratings.elo import EloRegistry, GameRow
 from keisei.log import get_logger
 
 _log = get_logger("evaluation.references")

@@ -23,10 +23,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from keisei.checkpoint.run_layout import RunLayout
-from keisei.evaluation.bradley_terry import FittedRating
-from keisei.evaluation.elo import EloRegistry
 from keisei.evaluation.ladder_ratings import ANCHOR
 from keisei.evaluation.ladder_registry import LadderRegistryError, StoredRating
+from keisei.evaluation.ratings.bradley_terry import FittedRating
+from keisei.evaluation.ratings.elo import EloRegistry
 from keisei.evaluation.reference_opponents import (
     ReferenceLine,
     ReferenceScore,

@@ -12,9 +12,9 @@ from datetime import datetime
 from pathlib import Path
 
 from keisei.checkpoint.run_layout import RunLayout
-from keisei.evaluation.elo import EloRegistry
 from keisei.evaluation.match import MatchSettings, play_match
 from keisei.evaluation.players import load_checkpoint_player, make_opponent
+from keisei.evaluation.ratings.elo import EloRegistry
 from keisei.evaluation.result import EvaluationResult, GameResult
 
 

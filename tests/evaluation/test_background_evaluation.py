@@ -10,7 +10,7 @@ import pytest
 
 from keisei.checkpoint import read_evaluation, read_manifest
 from keisei.cli import main
-from keisei.evaluation.elo import EloRegistry
+from keisei.evaluation.ratings.elo import EloRegistry
 from keisei.log import read_metrics
 from keisei.training.callbacks import AsyncEvaluationCallback
 from keisei.training.run_dir import plan_run

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from keisei.evaluation.elo import EloRegistry
+from keisei.evaluation.ratings.elo import EloRegistry
 from tests.support.checkpoints import save_checkpoint
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keisei.evaluation.bradley_terry import expected_score, fit_ratings
-from keisei.evaluation.elo import EloRegistry
+from keisei.evaluation.ratings.bradley_terry import expected_score, fit_ratings
+from keisei.evaluation.ratings.elo import EloRegistry
 
 
 def test_incremental_elo_keeps_the_anchor_fixed(tmp_path: Path):

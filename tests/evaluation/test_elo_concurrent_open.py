@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from keisei.evaluation.elo import EloRegistry
+from keisei.evaluation.ratings.elo import EloRegistry
 
 PROCESSES = 8
 ROUNDS = 60

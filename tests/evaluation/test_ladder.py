@@ -20,13 +20,13 @@ from keisei.config import (
     dump_config,
     load_config,
 )
-from keisei.evaluation.elo import EloRegistry
 from keisei.evaluation.ladder import _warn_if_out_of_order, run_ladder
 from keisei.evaluation.ladder_play import climb
 from keisei.evaluation.ladder_registry import LadderRegistry, StoredRating, read_agent_ratings
 from keisei.evaluation.ladder_setup import select_references
 from keisei.evaluation.ladder_stopping import Verdict
 from keisei.evaluation.players import GreedyPlayer, RandomPlayer, UsiPlayer
+from keisei.evaluation.ratings.elo import EloRegistry
 from tests.support.checkpoints import save_checkpoint
 from tests.support.engines import fairy_stockfish
 

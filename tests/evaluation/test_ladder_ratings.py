@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from keisei.evaluation.bradley_terry import fit_ratings
 from keisei.evaluation.ladder_ratings import (
     fit_with_fixed,
     rate_agent,
@@ -12,6 +11,7 @@ from keisei.evaluation.ladder_ratings import (
     refit_references,
     two_sided,
 )
+from keisei.evaluation.ratings.bradley_terry import fit_ratings
 
 
 def games(a: str, b: str, wins: int, draws: int, losses: int) -> list[tuple[str, str, float]]:

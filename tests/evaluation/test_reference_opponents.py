@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from keisei.config import Config, EvaluationConfig, LadderConfig, LadderReference
-from keisei.evaluation.elo import EloRegistry
 from keisei.evaluation.ladder_registry import LadderRegistry, StoredRating
 from keisei.evaluation.ladder_stopping import Score
 from keisei.evaluation.manager import EvaluationManager, run_evaluation
+from keisei.evaluation.ratings.elo import EloRegistry
 from keisei.evaluation.reference_opponents import (
     choose_references,
     current_rating,

@@ -11,10 +11,10 @@ import torch
 
 from keisei.cli import main
 from keisei.config import EvaluationConfig
-from keisei.evaluation.elo import EloRegistry
 from keisei.evaluation.manager import EvaluationManager, _run_in_worker
 from keisei.evaluation.match import MatchSettings, play_match
 from keisei.evaluation.players import NeuralPlayer, RandomPlayer, load_checkpoint_player
+from keisei.evaluation.ratings.elo import EloRegistry
 from keisei.evaluation.search.batch_evaluator import BatchEvaluator
 from keisei.evaluation.search.limits import SearchControl
 from keisei.evaluation.search.puct import PuctSearch

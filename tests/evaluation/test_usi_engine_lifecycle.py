@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from keisei.evaluation.elo import EloRegistry
 from keisei.evaluation.match import MatchSettings, play_match
 from keisei.evaluation.players import RandomPlayer, UsiPlayer
+from keisei.evaluation.ratings.elo import EloRegistry
 from keisei.evaluation.usi_client import UsiEngine
 from tests.support.checkpoints import save_checkpoint
 from tests.support.engines import fairy_stockfish

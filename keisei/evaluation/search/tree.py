@@ -144,50 +144,83 @@ class SearchTree:
         observations written to the evaluator's slots from `first_slot` on; at most `budget`
         playouts in all. Playouts that end in a finished game or a proven mate are backed up at
         once. Returns the waiting leaves' legal labels, in slot order; `absorb` completes them."""
-        game, board, root = self.game, self.board, self.root
-        waiting = self._waiting
         labels: list[np.ndarray] = []
         done = collisions = 0
-        while len(waiting) < limit and done + len(waiting) < budget and collisions < limit:
-            path: Path = []
-            node = root
-            while True:
-                index = self._select(node) if node.visits else node.first
-                node.visits += 1
-                node.n[index] += 1
-                node.w[index] -= 1.0  # virtual loss
-                path.append((node, index))
-                game.push_move(node.moves[index])
-                board.push(node.moves[index])
-                child = node.children[index]
-                if child is None:
-                    if game.is_over:
-                        child = node.children[index] = Node(_terminal_value(game))
-                    elif _mate_in_one(board, None) is not None:
-                        child = node.children[index] = Node(1.0)  # its side to move mates
-                    else:
-                        child = node.children[index] = Node()
-                        game.observation(evaluator.slot(first_slot + len(waiting)))
-                        child.moves = game.legal_moves()
-                        labels.append(game.legal_labels())
-                        waiting.append((path, child))
-                        break
-                if child.pending:
-                    self._withdraw(path)
-                    collisions += 1
-                    break
-                if child.terminal is not None:
-                    self._backup(path, child.terminal)
-                    done += 1
-                    break
-                node = child
-            self.seldepth = max(self.seldepth, len(path))
-            for _ in path:
-                game.pop()
-                board.pop()
+        while len(self._waiting) < limit and done + len(self._waiting) < budget:
+            if collisions >= limit:
+                break
+            outcome = self._playout(evaluator, first_slot, labels, None)
+            done += outcome == "done"
+            collisions += outcome == "collision"
         self.collisions += collisions
         self.playouts += done
         return labels
+
+    def gather_through(
+        self, evaluator: BatchEvaluator, first_slot: int, root_indices: Sequence[int]
+    ) -> list[np.ndarray]:
+        """One playout through each of the root's moves `root_indices` (indices into
+        `root.moves`), chosen by the caller instead of the PUCT rule (the Gumbel root search);
+        below the root the PUCT rule as usual. Returns the waiting leaves' labels like `gather`."""
+        labels: list[np.ndarray] = []
+        for index in root_indices:
+            outcome = self._playout(evaluator, first_slot, labels, index)
+            self.playouts += outcome == "done"
+            self.collisions += outcome == "collision"
+        return labels
+
+    def _playout(
+        self,
+        evaluator: BatchEvaluator,
+        first_slot: int,
+        labels: list[np.ndarray],
+        root_index: int | None,
+    ) -> str:
+        """One playout from the root (through `root_index` when given): "leaf" when it stopped
+        at a position now waiting for the network, "done" when it ended in a finished game or a
+        proven mate (backed up at once), "collision" when it ran into a leaf already waiting."""
+        game, board, node = self.game, self.board, self.root
+        waiting = self._waiting
+        path: Path = []
+        outcome = "leaf"
+        while True:
+            if root_index is not None and not path:
+                index = root_index
+            else:
+                index = self._select(node) if node.visits else node.first
+            node.visits += 1
+            node.n[index] += 1
+            node.w[index] -= 1.0  # virtual loss
+            path.append((node, index))
+            game.push_move(node.moves[index])
+            board.push(node.moves[index])
+            child = node.children[index]
+            if child is None:
+                if game.is_over:
+                    child = node.children[index] = Node(_terminal_value(game))
+                elif _mate_in_one(board, None) is not None:
+                    child = node.children[index] = Node(1.0)  # its side to move mates
+                else:
+                    child = node.children[index] = Node()
+                    game.observation(evaluator.slot(first_slot + len(waiting)))
+                    child.moves = game.legal_moves()
+                    labels.append(game.legal_labels())
+                    waiting.append((path, child))
+                    break
+            if child.pending:
+                self._withdraw(path)
+                outcome = "collision"
+                break
+            if child.terminal is not None:
+                self._backup(path, child.terminal)
+                outcome = "done"
+                break
+            node = child
+        self.seldepth = max(self.seldepth, len(path))
+        for _ in path:
+            game.pop()
+            board.pop()
+        return outcome
 
     def absorb(self, priors: Sequence[np.ndarray], values: np.ndarray) -> None:
         """The network's answers for the leaves the last `gather` returned, in the same order."""

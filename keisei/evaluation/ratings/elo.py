@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
 
-from keisei.evaluation.bradley_terry import FittedRating, expected_score, fit_ratings
+from keisei.evaluation.ratings.bradley_terry import FittedRating, expected_score, fit_ratings
 from keisei.evaluation.result import GameResult
 from keisei.log import get_logger
 
