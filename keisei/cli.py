@@ -105,7 +105,7 @@ def _cmd_ratings(args: argparse.Namespace) -> int:
                       str(fit.games), f"{fit.rating:.0f}", f"{fit.low:.0f} to {fit.high:.0f}",
                       f"{player.rating:.0f}")  # fmt: skip
     _stdout_console().print(table)
-    from keisei.evaluation.ladder_registry import read_agent_ratings
+    from keisei.evaluation.ladder.registry import read_agent_ratings
 
     for row in read_agent_ratings(database):
         _stdout_console().print(
@@ -121,9 +121,9 @@ def _cmd_ladder(args: argparse.Namespace) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
-    from keisei.evaluation.ladder import run_ladder
-    from keisei.evaluation.ladder_registry import LadderRegistryError
-    from keisei.evaluation.ladder_setup import ladder_settings, select_references
+    from keisei.evaluation.ladder.registry import LadderRegistryError
+    from keisei.evaluation.ladder.run import run_ladder
+    from keisei.evaluation.ladder.setup import ladder_settings, select_references
 
     overrides = list(args.overrides)
     if args.games is not None:

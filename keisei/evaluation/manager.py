@@ -2,7 +2,7 @@
 
 Each evaluation plays `evaluation.num_games` games, shared out among the fixed opponents (e.g.
 random), the ladder references around the agent's rating (`evaluation.reference_opponents`; see
-`reference_opponents.py`) and members sampled from the opponent pool (this run's past
+`ladder/reference_opponents.py`) and members sampled from the opponent pool (this run's past
 checkpoints), records every game in the run's Elo registry, and returns an `EvaluationResult`
 with an Elo snapshot. Which references is decided in the worker (it reads the registries), so
 training does not pay for it.
@@ -28,18 +28,18 @@ import torch
 from keisei.checkpoint import record_evaluation
 from keisei.checkpoint.run_layout import RunLayout
 from keisei.config import EvaluationConfig, LadderConfig, LadderReference
-from keisei.evaluation.ladder_registry import LadderRegistryError
-from keisei.evaluation.ladder_setup import reference_player
-from keisei.evaluation.match import MatchSettings, play_match
-from keisei.evaluation.players import Player, load_checkpoint_player, make_opponent
-from keisei.evaluation.pool import OpponentPool, PoolMember
-from keisei.evaluation.ratings.elo import EloRegistry
-from keisei.evaluation.reference_opponents import (
+from keisei.evaluation.ladder.reference_opponents import (
     Choice,
     run_ladder_settings,
     select_references,
     usable_references,
 )
+from keisei.evaluation.ladder.registry import LadderRegistryError
+from keisei.evaluation.ladder.setup import reference_player
+from keisei.evaluation.match import MatchSettings, play_match
+from keisei.evaluation.players import Player, load_checkpoint_player, make_opponent
+from keisei.evaluation.pool import OpponentPool, PoolMember
+from keisei.evaluation.ratings.elo import EloRegistry
 from keisei.evaluation.result import EloSnapshot, EvaluationResult, GameResult
 from keisei.evaluation.worker_pool import WorkerPool
 from keisei.log import get_logger

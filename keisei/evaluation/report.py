@@ -23,11 +23,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from keisei.checkpoint.run_layout import RunLayout
-from keisei.evaluation.ladder_ratings import ANCHOR
-from keisei.evaluation.ladder_registry import LadderRegistryError, StoredRating
-from keisei.evaluation.ratings.bradley_terry import FittedRating
-from keisei.evaluation.ratings.elo import EloRegistry
-from keisei.evaluation.reference_opponents import (
+from keisei.evaluation.ladder.ratings import ANCHOR
+from keisei.evaluation.ladder.reference_opponents import (
     ReferenceLine,
     ReferenceScore,
     fit_run,
@@ -38,6 +35,9 @@ from keisei.evaluation.reference_opponents import (
     run_ladder_settings,
     stored_ratings,
 )
+from keisei.evaluation.ladder.registry import LadderRegistryError, StoredRating
+from keisei.evaluation.ratings.bradley_terry import FittedRating
+from keisei.evaluation.ratings.elo import EloRegistry
 from keisei.log import get_logger, read_metrics
 
 _log = get_logger("report")

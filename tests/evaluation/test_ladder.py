@@ -20,11 +20,11 @@ from keisei.config import (
     dump_config,
     load_config,
 )
-from keisei.evaluation.ladder import _warn_if_out_of_order, run_ladder
-from keisei.evaluation.ladder_play import climb
-from keisei.evaluation.ladder_registry import LadderRegistry, StoredRating, read_agent_ratings
-from keisei.evaluation.ladder_setup import select_references
-from keisei.evaluation.ladder_stopping import Verdict
+from keisei.evaluation.ladder.play import climb
+from keisei.evaluation.ladder.registry import LadderRegistry, StoredRating, read_agent_ratings
+from keisei.evaluation.ladder.run import _warn_if_out_of_order, run_ladder
+from keisei.evaluation.ladder.setup import select_references
+from keisei.evaluation.ladder.stopping import Verdict
 from keisei.evaluation.players import GreedyPlayer, RandomPlayer, UsiPlayer
 from keisei.evaluation.ratings.elo import EloRegistry
 from tests.support.checkpoints import save_checkpoint

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from keisei.evaluation.ladder_ratings import (
+from keisei.evaluation.ladder.ratings import (
     fit_with_fixed,
     rate_agent,
     references_around,

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from keisei.evaluation.ladder_stopping import Score, Verdict, verdict, wilson_interval
+from keisei.evaluation.ladder.stopping import Score, Verdict, verdict, wilson_interval
 
 
 def score(wins: int = 0, draws: int = 0, losses: int = 0) -> Score:

@@ -11,11 +11,7 @@ from pathlib import Path
 import pytest
 
 from keisei.config import Config, EvaluationConfig, LadderConfig, LadderReference
-from keisei.evaluation.ladder_registry import LadderRegistry, StoredRating
-from keisei.evaluation.ladder_stopping import Score
-from keisei.evaluation.manager import EvaluationManager, run_evaluation
-from keisei.evaluation.ratings.elo import EloRegistry
-from keisei.evaluation.reference_opponents import (
+from keisei.evaluation.ladder.reference_opponents import (
     choose_references,
     current_rating,
     fit_run,
@@ -25,6 +21,10 @@ from keisei.evaluation.reference_opponents import (
     reference_lines,
     reference_name,
 )
+from keisei.evaluation.ladder.registry import LadderRegistry, StoredRating
+from keisei.evaluation.ladder.stopping import Score
+from keisei.evaluation.manager import EvaluationManager, run_evaluation
+from keisei.evaluation.ratings.elo import EloRegistry
 from keisei.evaluation.report import write_report
 from keisei.evaluation.result import GameResult
 from tests.support.checkpoints import save_checkpoint

@@ -2,8 +2,9 @@
 
 Against random alone the Elo curve of a training run stops meaning anything once the agent wins
 nearly every game. So each evaluation also plays `evaluation.reference_opponents` (default 2) of
-the ladder's references (`ladder.references`, weakest first; see `ladder.py`): those just below
-and just above the agent, which moves up the ladder as the agent improves. Which ones:
+the ladder's references (`ladder.references`, weakest first; see `keisei.evaluation.ladder`):
+those just below and just above the agent, which moves up the ladder as the agent improves.
+Which ones:
 
 - When the shared ladder registry (`<logging.model_dir>/ladder.sqlite`) holds stored ratings for
   any of the references (`keisei ladder` ran there), the references are ordered by those ratings
@@ -47,9 +48,9 @@ from pydantic import ValidationError
 
 from keisei.checkpoint.run_layout import RunLayout
 from keisei.config import LadderConfig, LadderReference, check_opponent_spec, parse_opponent_spec
-from keisei.evaluation.ladder_ratings import ANCHOR, ANCHOR_RATING, Triple, fit_with_fixed
-from keisei.evaluation.ladder_registry import ENGINE_FAILURES, LadderRegistry, StoredRating
-from keisei.evaluation.ladder_stopping import Score, Verdict, verdict
+from keisei.evaluation.ladder.ratings import ANCHOR, ANCHOR_RATING, Triple, fit_with_fixed
+from keisei.evaluation.ladder.registry import ENGINE_FAILURES, LadderRegistry, StoredRating
+from keisei.evaluation.ladder.stopping import Score, Verdict, verdict
 from keisei.evaluation.players import GreedyPlayer, RandomPlayer, UsiPlayer
 from keisei.evaluation.ratings.bradley_terry import FittedRating
 from keisei.evaluation.ratings.elo import EloRegistry, GameRow

@@ -1,10 +1,11 @@
 """Ratings for the ladder: Bradley–Terry fits in which some players' ratings are held fixed.
 
-The scale is `bradley_terry.py`'s (Elo units, random = 0, the same weak Gaussian prior centred on
-the anchor). Its `fit_with_fixed` holds any number of players at given ratings and fits the others
-jointly; with only the anchor fixed it is `fit_ratings`. The rules of which ratings the ladder
-fits, keeps and stores (documented in `ladder.py`) are the pure functions `rate_agent` and
-`refit_references` here; `references_around` picks the rated references nearest a rating.
+The scale is that of `keisei.evaluation.ratings.bradley_terry` (Elo units, random = 0, the same
+weak Gaussian prior centred on the anchor). Its `fit_with_fixed` holds any number of players at
+given ratings and fits the others jointly; with only the anchor fixed it is `fit_ratings`. The
+rules of which ratings the ladder fits, keeps and stores (documented in `keisei.evaluation.ladder`)
+are the pure functions `rate_agent` and `refit_references` here; `references_around` picks the
+rated references nearest a rating.
 """
 
 from __future__ import annotations

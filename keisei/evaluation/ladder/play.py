@@ -1,5 +1,5 @@
 """Playing a ladder: the references in order, each game by game until the sequential test
-(`ladder_stopping.py`) decides, and nothing above a reference the agent cannot reach.
+(`stopping.py`) decides, and nothing above a reference the agent cannot reach.
 
 Games come in pairs: both games of a pair start from the same random opening (drawn from the
 ladder's seed and the pair's number, so every reference and every agent sees the same openings),
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from keisei.config import LadderConfig, LadderReference
-from keisei.evaluation.ladder_registry import ENGINE_FAILURES
-from keisei.evaluation.ladder_stopping import Score, Verdict, verdict
+from keisei.evaluation.ladder.registry import ENGINE_FAILURES
+from keisei.evaluation.ladder.stopping import Score, Verdict, verdict
 from keisei.evaluation.match import MatchSettings, play_match
 from keisei.evaluation.players import Player
 from keisei.evaluation.result import GameResult, Outcome

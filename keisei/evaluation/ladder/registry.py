@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from keisei.evaluation.ladder_ratings import Triple
+from keisei.evaluation.ladder.ratings import Triple
 from keisei.evaluation.result import GameResult
 
 _T = TypeVar("_T")
