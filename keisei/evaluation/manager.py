@@ -37,7 +37,9 @@ from keisei.evaluation.ladder.reference_opponents import (
 from keisei.evaluation.ladder.registry import LadderRegistryError
 from keisei.evaluation.ladder.setup import reference_player
 from keisei.evaluation.match import MatchSettings, play_match
-from keisei.evaluation.players import Player, load_checkpoint_player, make_opponent
+from keisei.evaluation.players.base import Player
+from keisei.evaluation.players.network import load_checkpoint_player
+from keisei.evaluation.players.opponents import make_opponent
 from keisei.evaluation.pool import OpponentPool, PoolMember
 from keisei.evaluation.ratings.elo import EloRegistry
 from keisei.evaluation.result import EloSnapshot, EvaluationResult, GameResult

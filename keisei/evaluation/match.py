@@ -9,13 +9,15 @@ move, or fails (a hung or crashed engine) loses that game, and the match goes on
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from keisei.evaluation.players import RESIGN, Player, PlayerFailure, batchable, choose_many
+from keisei.evaluation.players.base import RESIGN, Player, PlayerFailure
+from keisei.evaluation.players.network import NeuralPlayer
+from keisei.evaluation.players.usi import UsiPlayer
 from keisei.evaluation.result import GameResult, Outcome
 from keisei.log import get_logger
 from keisei.shogi import COLOR_NAMES, IllegalMoveError, ShogiGame
@@ -149,6 +151,27 @@ class _Table:
             duration_s=time.monotonic() - self.started,
             record_path=None if path is None else str(path),
         )
+
+
+def batchable(player: Player) -> bool:
+    """Whether the player can answer for several running games at once (no external engine)."""
+    return not isinstance(player, UsiPlayer)
+
+
+def choose_many(player: Player, games: Sequence[ShogiGame]) -> list[str | PlayerFailure]:
+    """The player's answer for each game: a batched pass for networks, one by one otherwise.
+
+    A `PlayerFailure` is returned in place of that game's move, not raised.
+    """
+    if isinstance(player, NeuralPlayer):
+        return list(player.choose_many(games))
+    answers: list[str | PlayerFailure] = []
+    for game in games:
+        try:
+            answers.append(player.choose(game))
+        except PlayerFailure as exc:
+            answers.append(exc)
+    return answers
 
 
 def _play_together(

@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 
 from keisei.checkpoint.layout import checkpoint_dirs, step_of
-from keisei.evaluation.players import checkpoint_player_name
+from keisei.evaluation.players.network import checkpoint_player_name
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from keisei.checkpoint.run_layout import RunLayout
 from keisei.evaluation.match import MatchSettings, play_match
-from keisei.evaluation.players import load_checkpoint_player, make_opponent
+from keisei.evaluation.players.network import load_checkpoint_player
+from keisei.evaluation.players.opponents import make_opponent
 from keisei.evaluation.ratings.elo import EloRegistry
 from keisei.evaluation.result import EvaluationResult, GameResult
 

@@ -25,7 +25,8 @@ from keisei.evaluation.ladder.registry import LadderRegistry, StoredRating, read
 from keisei.evaluation.ladder.run import _warn_if_out_of_order, run_ladder
 from keisei.evaluation.ladder.setup import select_references
 from keisei.evaluation.ladder.stopping import Verdict
-from keisei.evaluation.players import GreedyPlayer, RandomPlayer, UsiPlayer
+from keisei.evaluation.players.builtin import GreedyPlayer, RandomPlayer
+from keisei.evaluation.players.usi import UsiPlayer
 from keisei.evaluation.ratings.elo import EloRegistry
 from tests.support.checkpoints import save_checkpoint
 from tests.support.engines import fairy_stockfish

@@ -9,13 +9,9 @@ import pytest
 import torch
 
 from keisei.evaluation.match import MatchSettings, play_match
-from keisei.evaluation.players import (
-    GreedyPlayer,
-    NeuralPlayer,
-    RandomPlayer,
-    load_checkpoint_player,
-    make_opponent,
-)
+from keisei.evaluation.players.builtin import GreedyPlayer, RandomPlayer
+from keisei.evaluation.players.network import NeuralPlayer, load_checkpoint_player
+from keisei.evaluation.players.opponents import make_opponent
 from keisei.evaluation.result import EvaluationResult
 from tests.support.checkpoints import save_checkpoint, tiny_model
 

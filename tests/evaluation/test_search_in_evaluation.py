@@ -13,7 +13,8 @@ from keisei.cli import main
 from keisei.config import EvaluationConfig
 from keisei.evaluation.manager import EvaluationManager, _run_in_worker
 from keisei.evaluation.match import MatchSettings, play_match
-from keisei.evaluation.players import NeuralPlayer, RandomPlayer, load_checkpoint_player
+from keisei.evaluation.players.builtin import RandomPlayer
+from keisei.evaluation.players.network import NeuralPlayer, load_checkpoint_player
 from keisei.evaluation.ratings.elo import EloRegistry
 from keisei.evaluation.search.batch_evaluator import BatchEvaluator
 from keisei.evaluation.search.limits import SearchControl

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from keisei.evaluation.match import MatchSettings, play_match
-from keisei.evaluation.players import RandomPlayer, UsiPlayer
+from keisei.evaluation.players.builtin import RandomPlayer
+from keisei.evaluation.players.usi import UsiPlayer
+from keisei.evaluation.players.usi_client import UsiEngine
 from keisei.evaluation.ratings.elo import EloRegistry
-from keisei.evaluation.usi_client import UsiEngine
 from tests.support.checkpoints import save_checkpoint
 from tests.support.engines import fairy_stockfish
 
@@ -107,7 +108,7 @@ def test_an_engine_found_dead_between_games_is_restarted_and_loses_nothing(tmp_p
 
 HUGE_DEFAULT_THEN_CLI = (
     "import sys\n"
-    "from keisei.evaluation.usi_client import UsiEngine\n"
+    "from keisei.evaluation.players.usi_client import UsiEngine\n"
     f"UsiEngine.__init__.__kwdefaults__['startup_timeout_s'] = {HUGE_S}\n"
     "from keisei.cli import main\n"
     "raise SystemExit(main(sys.argv[1:]))\n"

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from keisei.evaluation.match import MatchSettings, play_match
-from keisei.evaluation.players import RandomPlayer, UsiPlayer, make_opponent
+from keisei.evaluation.players.builtin import RandomPlayer
+from keisei.evaluation.players.opponents import make_opponent
+from keisei.evaluation.players.usi import UsiPlayer
 from tests.support.engines import fairy_stockfish
 
 FAKE = Path(__file__).resolve().parents[1] / "support" / "fake_usi_engine.py"

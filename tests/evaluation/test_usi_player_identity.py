@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from keisei.checkpoint.run_layout import RunLayout
-from keisei.evaluation.players import UsiPlayer
+from keisei.evaluation.players.usi import UsiPlayer
 from keisei.evaluation.ratings.elo import EloRegistry
 from keisei.evaluation.standalone import evaluate_checkpoint
 from tests.support.checkpoints import save_checkpoint

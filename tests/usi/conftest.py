@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from keisei.evaluation.usi_client import UsiEngine
+from keisei.evaluation.players.usi_client import UsiEngine
 from tests.support.checkpoints import save_checkpoint
 from tests.usi.helpers import REPO, engine_env, keisei_command
 

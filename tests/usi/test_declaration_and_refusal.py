@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pickle
 
-from keisei.evaluation.usi_client import UsiEngine
+from keisei.evaluation.players.usi_client import UsiEngine
 from keisei.shogi import ShogiGame
 from keisei.usi.position import PositionTracker, decided_answer, searchable
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from keisei.evaluation.usi_client import UsiEngine
+from keisei.evaluation.players.usi_client import UsiEngine
 from keisei.shogi import ShogiGame
 from tests.usi.helpers import random_game
 

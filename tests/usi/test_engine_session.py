@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from keisei.evaluation.usi_client import UsiEngine
+from keisei.evaluation.players.usi_client import UsiEngine
 from keisei.shogi import ShogiGame
 from tests.support.checkpoints import save_checkpoint
 from tests.usi.helpers import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from keisei.evaluation.usi_client import UsiEngine
+from keisei.evaluation.players.usi_client import UsiEngine
 from keisei.shogi import ShogiGame
 from tests.support.engines import fairy_stockfish
 from tests.usi.helpers import REPO, engine_env, keisei_command, outcome_for

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from keisei.evaluation.usi_client import (
+from keisei.evaluation.players.usi_client import (
     UsiCrashedError,
     UsiEngine,
     UsiError,

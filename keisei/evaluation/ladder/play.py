@@ -20,7 +20,7 @@ from keisei.config import LadderConfig, LadderReference
 from keisei.evaluation.ladder.registry import ENGINE_FAILURES
 from keisei.evaluation.ladder.stopping import Score, Verdict, verdict
 from keisei.evaluation.match import MatchSettings, play_match
-from keisei.evaluation.players import Player
+from keisei.evaluation.players.base import Player
 from keisei.evaluation.result import GameResult, Outcome
 from keisei.log import get_logger
 

@@ -51,7 +51,8 @@ from keisei.config import LadderConfig, LadderReference, check_opponent_spec, pa
 from keisei.evaluation.ladder.ratings import ANCHOR, ANCHOR_RATING, Triple, fit_with_fixed
 from keisei.evaluation.ladder.registry import ENGINE_FAILURES, LadderRegistry, StoredRating
 from keisei.evaluation.ladder.stopping import Score, Verdict, verdict
-from keisei.evaluation.players import GreedyPlayer, RandomPlayer, UsiPlayer
+from keisei.evaluation.players.builtin import GreedyPlayer, RandomPlayer
+from keisei.evaluation.players.usi import UsiPlayer
 from keisei.evaluation.ratings.bradley_terry import FittedRating
 from keisei.evaluation.ratings.elo import EloRegistry, GameRow
 from keisei.log import get_logger
@@ -68,7 +69,7 @@ def reference_name(reference: LadderReference) -> str:
         return GreedyPlayer().name
     if kind == "checkpoint":
         from keisei.checkpoint import resolve_checkpoint
-        from keisei.evaluation.players import checkpoint_player_name
+        from keisei.evaluation.players.network import checkpoint_player_name
 
         return checkpoint_player_name(resolve_checkpoint(argument))
     return UsiPlayer(argument, options=reference.options, byoyomi_ms=reference.byoyomi_ms,

@@ -33,7 +33,8 @@ from keisei.evaluation.ladder.registry import (
     record_agent_rating,
 )
 from keisei.evaluation.ladder.setup import check_program, reference_player
-from keisei.evaluation.players import Player, load_checkpoint_player
+from keisei.evaluation.players.base import Player
+from keisei.evaluation.players.network import load_checkpoint_player
 from keisei.evaluation.ratings.bradley_terry import FittedRating
 from keisei.evaluation.ratings.elo import EloRegistry
 from keisei.evaluation.result import GameResult

@@ -15,7 +15,8 @@ from keisei.config import (
     check_opponent_spec,
     load_config,
 )
-from keisei.evaluation.players import Player, make_opponent
+from keisei.evaluation.players.base import Player
+from keisei.evaluation.players.opponents import make_opponent
 
 
 def ladder_settings(
