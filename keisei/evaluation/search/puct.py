@@ -126,22 +126,13 @@ class PuctSearch:
             budget = max_playouts - tree.playouts
             limit = min(leaf_batch, budget)
             if len(labels) + limit > capacity:
-                self._evaluate(gathered, labels)
+                evaluate_gathered(self.evaluator, gathered, labels)
                 gathered, labels = [], []
             found = tree.gather(self.evaluator, len(labels), budget, limit)
             if found:
                 gathered.append((tree, len(found)))
                 labels += found
-        self._evaluate(gathered, labels)
-
-    def _evaluate(self, gathered: list[tuple[SearchTree, int]], labels: list[np.ndarray]) -> None:
-        if not labels:
-            return
-        priors, values = self.evaluator.evaluate(labels)
-        first = 0
-        for tree, count in gathered:
-            tree.absorb(priors[first : first + count], values[first : first + count])
-            first += count
+        evaluate_gathered(self.evaluator, gathered, labels)
 
     # --- reporting -----------------------------------------------------------------------
 
@@ -173,3 +164,18 @@ class PuctSearch:
                 break
             node = node.children[best]
         return pv
+
+
+def evaluate_gathered(
+    evaluator: BatchEvaluator, gathered: list[tuple[SearchTree, int]], labels: list[np.ndarray]
+) -> None:
+    """One forward pass over the leaves several trees gathered (`gathered`: each tree and how
+    many of the slots, in order, are its; `labels` their legal labels); each tree absorbs its
+    answers."""
+    if not labels:
+        return
+    priors, values = evaluator.evaluate(labels)
+    first = 0
+    for tree, count in gathered:
+        tree.absorb(priors[first : first + count], values[first : first + count])
+        first += count
