@@ -34,7 +34,7 @@ from keisei import log
 from keisei.checkpoint import CheckpointStore, LoadedCheckpoint, TrainingState
 from keisei.checkpoint.run_layout import RunLayout
 from keisei.config import config_hash, config_to_dict, dump_config
-from keisei.evaluation.manager import EvaluationManager
+from keisei.evaluation.during_training.manager import EvaluationManager
 from keisei.model import ActorCritic, Architecture, choose_precision
 from keisei.model.precision import allow_tf32
 from keisei.rl.ppo import PPO

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from keisei.checkpoint import CheckpointStore, TrainingState
-from keisei.evaluation.pool import OpponentPool
+from keisei.evaluation.during_training.pool import OpponentPool
 
 
 def write_checkpoints(root: Path, steps: list[int]) -> Path:

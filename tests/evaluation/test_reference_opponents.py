@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from keisei.config import Config, EvaluationConfig, LadderConfig, LadderReference
+from keisei.evaluation.during_training.manager import EvaluationManager, run_evaluation
 from keisei.evaluation.ladder.reference_opponents import (
     choose_references,
     current_rating,
@@ -23,7 +24,6 @@ from keisei.evaluation.ladder.reference_opponents import (
 )
 from keisei.evaluation.ladder.registry import LadderRegistry, StoredRating
 from keisei.evaluation.ladder.stopping import Score
-from keisei.evaluation.manager import EvaluationManager, run_evaluation
 from keisei.evaluation.ratings.elo import EloRegistry
 from keisei.evaluation.report import write_report
 from keisei.evaluation.result import GameResult

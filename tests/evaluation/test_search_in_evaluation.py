@@ -11,7 +11,7 @@ import torch
 
 from keisei.cli import main
 from keisei.config import EvaluationConfig
-from keisei.evaluation.manager import EvaluationManager, _run_in_worker
+from keisei.evaluation.during_training.manager import EvaluationManager, _run_in_worker
 from keisei.evaluation.match import MatchSettings, play_match
 from keisei.evaluation.players.builtin import RandomPlayer
 from keisei.evaluation.players.network import NeuralPlayer, load_checkpoint_player

@@ -8,7 +8,11 @@ from concurrent.futures import CancelledError
 
 import pytest
 
-from keisei.evaluation.worker_pool import RemoteTaskError, WorkerCrashedError, WorkerPool
+from keisei.evaluation.during_training.worker_pool import (
+    RemoteTaskError,
+    WorkerCrashedError,
+    WorkerPool,
+)
 
 
 @pytest.fixture

@@ -28,6 +28,8 @@ import torch
 from keisei.checkpoint import record_evaluation
 from keisei.checkpoint.run_layout import RunLayout
 from keisei.config import EvaluationConfig, LadderConfig, LadderReference
+from keisei.evaluation.during_training.pool import OpponentPool, PoolMember
+from keisei.evaluation.during_training.worker_pool import WorkerPool
 from keisei.evaluation.ladder.reference_opponents import (
     Choice,
     run_ladder_settings,
@@ -40,10 +42,8 @@ from keisei.evaluation.match import MatchSettings, play_match
 from keisei.evaluation.players.base import Player
 from keisei.evaluation.players.network import load_checkpoint_player
 from keisei.evaluation.players.opponents import make_opponent
-from keisei.evaluation.pool import OpponentPool, PoolMember
 from keisei.evaluation.ratings.elo import EloRegistry
 from keisei.evaluation.result import EloSnapshot, EvaluationResult, GameResult
-from keisei.evaluation.worker_pool import WorkerPool
 from keisei.log import get_logger
 
 _log = get_logger("evaluation")
