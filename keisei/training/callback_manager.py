@@ -30,10 +30,16 @@ from typing import Any, TypeVar
 
 from keisei.config import Config
 from keisei.log import get_logger
-from keisei.training.callback_base import _CallbackBase
-from keisei.training.callback_dispatch import DispatchPlan
-from keisei.training.callback_health import CallbackHealth, FailurePolicy
-from keisei.training.callback_metrics import StepMetrics
+from keisei.training.callback_system.base import _CallbackBase
+from keisei.training.callback_system.defaults import (
+    async_evaluation_callback,
+    default_async_callbacks,
+    default_callbacks,
+)
+from keisei.training.callback_system.dispatch import DispatchPlan
+from keisei.training.callback_system.health import CallbackHealth, FailurePolicy
+from keisei.training.callback_system.metrics import StepMetrics
+from keisei.training.callback_system.state import SavedStates, saved_state
 from keisei.training.callbacks import (
     AsyncCallback,
     AsyncEvaluationCallback,
@@ -76,7 +82,7 @@ class CallbackManager:
         self.callbacks: list[Callback] = []
         self.async_callbacks: list[AsyncCallback] = []
         self._defaults: set[int] = set()
-        self._unclaimed: dict[str, Mapping[str, Any]] = {}
+        self._saved = SavedStates()
         self._closed = False
         self._dispatch = DispatchPlan()
         self._dirty = True
@@ -91,15 +97,6 @@ class CallbackManager:
         return align_interval(interval, self.steps_per_epoch, name, self.logger)
 
     # ----------------------------------------------------------------- defaults
-
-    def _new_async_evaluation_callback(self) -> AsyncEvaluationCallback:
-        evaluation = self.config.evaluation
-        return AsyncEvaluationCallback(
-            self.evaluation_interval,
-            policy=evaluation.async_policy,
-            queue_size=evaluation.async_queue_size,
-            shutdown_timeout_s=evaluation.async_shutdown_timeout_s,
-        )
 
     def _replace_defaults(self, registry: list[AnyCallback], new: list[AnyCallback]) -> None:
         old = [cb for cb in registry if id(cb) in self._defaults]
@@ -117,25 +114,18 @@ class CallbackManager:
         Defaults: a checkpoint callback, and a sync evaluation callback when periodic evaluation
         is on and not in async mode.
         """
-        new: list[Callback] = [
-            CheckpointCallback(
-                self.checkpoint_interval,
-                self.model_dir,
-                max_failures=self.config.checkpoint.max_failures,
-            )
-        ]
-        evaluation = self.config.evaluation
-        if evaluation.enable_periodic_evaluation and not evaluation.async_mode:
-            new.insert(0, EvaluationCallback(self.evaluation_interval))
+        new = default_callbacks(
+            self.config,
+            self.model_dir,
+            checkpoint_interval=self.checkpoint_interval,
+            evaluation_interval=self.evaluation_interval,
+        )
         self._replace_defaults(self.callbacks, new)
         return self.get_callbacks()
 
     def setup_async_callbacks(self) -> list[AsyncCallback]:
         """(Re)create the default async callbacks: background evaluation in async mode."""
-        new: list[AsyncCallback] = []
-        evaluation = self.config.evaluation
-        if evaluation.enable_periodic_evaluation and evaluation.async_mode:
-            new.append(self._new_async_evaluation_callback())
+        new = default_async_callbacks(self.config, evaluation_interval=self.evaluation_interval)
         self._replace_defaults(self.async_callbacks, new)
         return self.get_async_callbacks()
 
@@ -144,9 +134,8 @@ class CallbackManager:
         if self.remove_callback(EvaluationCallback):
             self.logger.info("evaluation switched to background mode")
         if not any(isinstance(cb, AsyncEvaluationCallback) for cb in self.async_callbacks):
-            self._register(
-                self.async_callbacks, self._new_async_evaluation_callback(), default=True
-            )
+            new = async_evaluation_callback(self.config.evaluation, self.evaluation_interval)
+            self._register(self.async_callbacks, new, default=True)
 
     # ------------------------------------------------------------- registration
 
@@ -254,24 +243,6 @@ class CallbackManager:
                 self.logger.warning("callback %s disabled: %s", cb.name, why)
                 self._changed()
 
-    # ------------------------------------------------------------------ metrics
-
-    def _record(
-        self,
-        trainer: TrainerView,
-        reports: list[tuple[_CallbackBase, Mapping[str, float] | None]],
-        *,
-        end: bool = False,
-    ) -> Metrics:
-        """Record what the hooks returned (see `StepMetrics`); returns what was recorded."""
-        named = [(cb.name, metrics) for cb, metrics in reports if metrics]
-        if not named:
-            return {}
-        merged = self._metrics.merge(trainer.global_timestep, named, end=end)
-        if merged:
-            trainer.record_metrics(merged)
-        return merged
-
     # ----------------------------------------------------------------- dispatch
 
     def _plan(self) -> DispatchPlan:
@@ -314,7 +285,7 @@ class CallbackManager:
                 if (metrics := call(cb, "on_step_end", trainer)) is not None:
                     reports.append((cb, metrics))
         if reports:
-            self._record(trainer, reports)
+            self._metrics.record(trainer, reports)
 
     async def execute_step_callbacks_async(self, trainer: TrainerView) -> Metrics:
         """Run the async callbacks for the epoch that just ended: every `poll_async`, then the
@@ -335,7 +306,7 @@ class CallbackManager:
         )
         if any(cb.needs_checkpoint and cb.wants_checkpoint(step) for cb in callbacks):
             plan.want_checkpoint(step)
-        return self._record(trainer, reports)
+        return self._metrics.record(trainer, reports)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -357,13 +328,7 @@ class CallbackManager:
             if cb.schedule is not None:
                 cb.schedule.start(trainer.global_timestep)
         self._dirty = True
-        if self._unclaimed:
-            self.logger.warning(
-                "the checkpoint holds the state of callbacks %s, which match no registered "
-                "callback; their state is ignored",
-                sorted(self._unclaimed),
-            )
-            self._unclaimed = {}
+        self._saved.report_unclaimed(self.logger)
         for cb in self._here():
             self.failures.call_lifecycle(cb, "on_train_start", trainer)
 
@@ -375,7 +340,7 @@ class CallbackManager:
         ]
         if not calls:
             return {}
-        return self._record(trainer, await self.failures.call_all(calls, trainer), end=True)
+        return self._metrics.record(trainer, await self.failures.call_all(calls, trainer), end=True)
 
     def on_train_end(self, trainer: TrainerView) -> None:
         """Training finished normally: every sync callback's `on_train_end`, checkpoints last
@@ -385,7 +350,7 @@ class CallbackManager:
             key=lambda cb: isinstance(cb, CheckpointCallback),
         )
         reports = [(cb, self.failures.call(cb, "on_train_end", trainer)) for cb in ordered]
-        self._record(trainer, reports, end=True)
+        self._metrics.record(trainer, reports, end=True)
 
     def on_exception(self, trainer: TrainerView, exc: BaseException) -> None:
         """Tell every callback that training is stopping (checkpoints last); never raises."""
@@ -405,31 +370,15 @@ class CallbackManager:
 
     def state_dict(self) -> dict[str, Any]:
         """Every registered callback's state and schedule, keyed by `state_key`."""
-        return {
-            "callbacks": {
-                cb.state_key: {
-                    "state": cb.state_dict(),
-                    "schedule": None if cb.schedule is None else cb.schedule.state_dict(),
-                }
-                for cb in self._every()
-            }
-        }
+        return saved_state(self._every())
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore each callback's state by key; a state whose callback is not registered yet
         waits for it (and is reported when training starts if none comes)."""
-        saved: dict[str, Mapping[str, Any]] = {}
-        for section in ("async_callbacks", "callbacks"):  # "async_callbacks": older checkpoints
-            saved.update(state.get(section, {}))
-        self._unclaimed = saved
+        self._saved.load(state)
         for cb in self._every():
             self._claim_state(cb)
 
     def _claim_state(self, cb: _CallbackBase) -> None:
-        saved = self._unclaimed.pop(cb.state_key, None)
-        if saved is None:
-            return
-        cb.load_state_dict(saved.get("state", {}))
-        if cb.schedule is not None and saved.get("schedule") is not None:
-            cb.schedule.load_state_dict(saved["schedule"])
-        self._dirty = True
+        if self._saved.claim(cb):
+            self._dirty = True

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from keisei.training.callback_base import CriticalCallbackError
 from keisei.training.callback_manager import CallbackManager
+from keisei.training.callback_system.base import CriticalCallbackError
 from keisei.training.distributed import RankFailedError, World
 from keisei.training.interrupt import StopRequested
 

@@ -43,6 +43,8 @@ from keisei.rl.versus import VersusGames
 from keisei.shogi import VecShogiEnv
 from keisei.timing import SectionTimer
 from keisei.training.callback_manager import CallbackManager
+from keisei.training.callback_system.event_loop import BackgroundEventLoop
+from keisei.training.callback_system.extra import build_extra_callbacks
 from keisei.training.callbacks import (
     AsyncCallback,
     CheckpointSaver,
@@ -51,8 +53,6 @@ from keisei.training.callbacks import (
 )
 from keisei.training.display import Display, LiveDisplay, NoDisplay, PlainDisplay, ProgressSnapshot
 from keisei.training.distributed import World, lost_rank_reported
-from keisei.training.event_loop import BackgroundEventLoop
-from keisei.training.extra_callbacks import build_extra_callbacks
 from keisei.training.interrupt import GracefulInterrupt
 from keisei.training.past_opponents import PastOpponents
 from keisei.training.rank_agreement import agree_on_epoch_end, agreed, describe

@@ -20,6 +20,7 @@ import pytest
 
 from keisei.checkpoint import read_evaluation
 from keisei.training.callback_manager import CallbackManager
+from keisei.training.callback_system.event_loop import BackgroundEventLoop
 from keisei.training.callbacks import (
     AsyncCallback,
     AsyncEvaluationCallback,
@@ -27,7 +28,6 @@ from keisei.training.callbacks import (
     Metrics,
     TrainerView,
 )
-from keisei.training.event_loop import BackgroundEventLoop
 from tests.support.view import ProcessEvaluator, View
 
 MakeManager = Callable[..., CallbackManager]

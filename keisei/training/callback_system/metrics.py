@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from keisei.training.callback_base import Metrics
+from keisei.training.callback_system.base import Metrics, TrainerView, _CallbackBase
 
 
 class StepMetrics:
@@ -22,6 +22,23 @@ class StepMetrics:
         self._round: tuple[int, str] | None = None
         self._owners: dict[str, str] = {}
         self._logged: set[tuple[str, str, str]] = set()
+
+    def record(
+        self,
+        trainer: TrainerView,
+        reports: list[tuple[_CallbackBase, Mapping[str, float] | None]],
+        *,
+        end: bool = False,
+    ) -> Metrics:
+        """Merge what the hooks returned (see `merge`) and record it through the trainer view;
+        returns what was recorded."""
+        named = [(cb.name, metrics) for cb, metrics in reports if metrics]
+        if not named:
+            return {}
+        merged = self.merge(trainer.global_timestep, named, end=end)
+        if merged:
+            trainer.record_metrics(merged)
+        return merged
 
     def merge(
         self, step: int, reports: list[tuple[str, Mapping[str, float] | None]], *, end: bool = False

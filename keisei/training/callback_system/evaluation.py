@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from keisei.checkpoint import read_evaluation
 from keisei.evaluation.result import EloSnapshot, EvaluationResult
-from keisei.training.callback_base import (
+from keisei.training.callback_system.base import (
     AsyncCallback,
     Callback,
     Evaluator,

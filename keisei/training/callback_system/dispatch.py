@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from keisei.training.callback_base import AsyncCallback, _CallbackBase
-from keisei.training.callbacks import CheckpointCallback
+from keisei.training.callback_system.base import AsyncCallback, _CallbackBase
+from keisei.training.callback_system.checkpoint import CheckpointCallback
 from keisei.training.schedule import DueQueue, EveryNSteps
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 from keisei.config import ConfigError, ExtraCallback
-from keisei.training.callbacks import AsyncCallback, Callback, check_hooks
+from keisei.training.callback_system.base import AsyncCallback, Callback, check_hooks
 
 
 def build_extra_callbacks(

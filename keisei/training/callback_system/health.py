@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from keisei.training.callback_base import CriticalCallbackError, TrainerView, _CallbackBase
+from keisei.training.callback_system.base import CriticalCallbackError, TrainerView, _CallbackBase
 from keisei.training.distributed import rank_zero_work
 
 
