@@ -40,10 +40,10 @@ import numpy as np
 import torch
 
 from keisei.checkpoint.errors import CheckpointNotFoundError
-from keisei.evaluation.search.batch_evaluator import BatchEvaluator
-from keisei.evaluation.search.limits import SearchControl
-from keisei.evaluation.search.puct import PuctSearch
 from keisei.model import ActorCritic, Architecture
+from keisei.search.batch_evaluator import BatchEvaluator
+from keisei.search.limits import SearchControl
+from keisei.search.puct import PuctSearch
 from keisei.shogi import ShogiGame
 from keisei.usi.agent import Agent, SearchSettings, load_model
 from keisei.usi.locate import locate_checkpoint

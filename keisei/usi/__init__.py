@@ -3,6 +3,6 @@
 Modules: `engine` (the protocol loop), `protocol`, `options`, `position` and `time_control`
 (light, no torch), `agent` (the network and its search settings), `play` and `board_view` (the
 terminal game), `locate` (which checkpoint), `commands` (the CLI). The PUCT search itself lives
-in the evaluation layer (`keisei.evaluation.search`: `puct`, with `batch_evaluator`, `tree` and
+in the evaluation layer (`keisei.search`: `puct`, with `batch_evaluator`, `tree` and
 `limits`), where evaluation matches use it too.
 """

@@ -15,11 +15,11 @@ import torch
 
 from keisei.checkpoint import load_model_weights, read_architecture
 from keisei.checkpoint.errors import CheckpointError
-from keisei.evaluation.search.batch_evaluator import BatchEvaluator
-from keisei.evaluation.search.limits import SearchControl
-from keisei.evaluation.search.puct import PuctSearch, SearchResult
 from keisei.log import get_logger
 from keisei.model import ActorCritic, Architecture
+from keisei.search.batch_evaluator import BatchEvaluator
+from keisei.search.limits import SearchControl
+from keisei.search.puct import PuctSearch, SearchResult
 from keisei.shogi import ShogiGame
 from keisei.usi.position import searchable
 

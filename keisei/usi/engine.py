@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
-from keisei.evaluation.search.limits import MAX_PLAYOUTS, SearchControl
 from keisei.log import get_logger
+from keisei.search.limits import MAX_PLAYOUTS, SearchControl
 from keisei.usi.options import EngineOptions
 from keisei.usi.position import PositionTracker, decided_answer, searchable
 from keisei.usi.protocol import (
@@ -32,7 +32,7 @@ from keisei.usi.protocol import (
 from keisei.usi.time_control import think_time_ms
 
 if TYPE_CHECKING:
-    from keisei.evaluation.search.puct import SearchResult
+    from keisei.search.puct import SearchResult
     from keisei.shogi import ShogiGame
     from keisei.usi.agent import Agent
 

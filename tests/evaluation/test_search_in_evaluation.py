@@ -16,10 +16,10 @@ from keisei.evaluation.match import MatchSettings, play_match
 from keisei.evaluation.players.builtin import RandomPlayer
 from keisei.evaluation.players.network import NeuralPlayer, load_checkpoint_player
 from keisei.evaluation.ratings.elo import EloRegistry
-from keisei.evaluation.search.batch_evaluator import BatchEvaluator
-from keisei.evaluation.search.limits import SearchControl
-from keisei.evaluation.search.puct import PuctSearch
 from keisei.model import ActorCritic
+from keisei.search.batch_evaluator import BatchEvaluator
+from keisei.search.limits import SearchControl
+from keisei.search.puct import PuctSearch
 from keisei.shogi import ShogiGame
 from tests.support.checkpoints import save_checkpoint, tiny_model
 from tests.usi.helpers import MATE_IN_ONE_SFEN, random_game

@@ -17,6 +17,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("logging", ("keisei.log", "keisei.timing")),
     ("game", ("keisei.shogi",)),
     ("model", ("keisei.model",)),
+    ("search", ("keisei.search",)),
     ("learning", ("keisei.rl",)),
     ("checkpoints", ("keisei.checkpoint",)),
     ("evaluation", ("keisei.evaluation",)),

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from keisei.checkpoint.errors import CheckpointError
-from keisei.evaluation.search.batch_evaluator import BatchEvaluator
-from keisei.evaluation.search.limits import SearchControl
-from keisei.evaluation.search.puct import PuctSearch
 from keisei.model import masked_logits
+from keisei.search.batch_evaluator import BatchEvaluator
+from keisei.search.limits import SearchControl
+from keisei.search.puct import PuctSearch
 from keisei.shogi import ShogiGame
 from keisei.usi.agent import Agent, load_model, pick_device
 from tests.support.checkpoints import tiny_model
@@ -127,7 +127,7 @@ def test_stop_and_deadline_end_the_search() -> None:
 
 
 def test_progress_is_reported_and_a_finished_game_refused(monkeypatch) -> None:
-    import keisei.evaluation.search.puct as search_module
+    import keisei.search.puct as search_module
 
     monkeypatch.setattr(search_module, "PROGRESS_INTERVAL_S", 0.0)
     search = PuctSearch(BatchEvaluator(tiny_model(), capacity=4, device="cpu"))

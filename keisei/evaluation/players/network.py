@@ -10,17 +10,17 @@ import numpy as np
 import torch
 
 from keisei.evaluation.players.base import label_usi
-from keisei.evaluation.search.batch_evaluator import BatchEvaluator
-from keisei.evaluation.search.limits import SearchControl
-from keisei.evaluation.search.puct import PuctSearch
 from keisei.model import ActorCritic, Architecture, masked_logits
+from keisei.search.batch_evaluator import BatchEvaluator
+from keisei.search.limits import SearchControl
+from keisei.search.puct import PuctSearch
 from keisei.shogi import ShogiGame
 
 
 class NeuralPlayer:
     """A Keisei network: the most probable legal move (`greedy`), or a sample from the policy.
 
-    With `playouts` > 0 it searches instead (PUCT, `keisei.evaluation.search`) and plays the
+    With `playouts` > 0 it searches instead (PUCT, `keisei.search`) and plays the
     most visited move; the searches of all the games it is asked about at once run in lockstep,
     their leaves evaluated together, `search_batch` leaves per game per forward pass. Searching is
     deterministic (`greedy` and `seed` then play no part), and the name gets `+puct<N>` so that

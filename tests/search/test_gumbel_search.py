@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from keisei.evaluation.search.batch_evaluator import BatchEvaluator
-from keisei.evaluation.search.gumbel import GumbelSearch, visit_rounds
 from keisei.model import FLOAT32
+from keisei.search.batch_evaluator import BatchEvaluator
+from keisei.search.gumbel import GumbelSearch, visit_rounds
 from keisei.shogi import NUM_LABELS, ShogiGame
 from tests.support.checkpoints import tiny_model
 

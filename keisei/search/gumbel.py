@@ -38,9 +38,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from keisei.evaluation.search.batch_evaluator import BatchEvaluator
-from keisei.evaluation.search.puct import evaluate_gathered
-from keisei.evaluation.search.tree import SearchTree
+from keisei.search.batch_evaluator import BatchEvaluator
+from keisei.search.puct import evaluate_gathered
+from keisei.search.tree import SearchTree
 from keisei.shogi import ShogiGame
 
 

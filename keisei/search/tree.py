@@ -9,7 +9,7 @@ repetition, perpetual check, declaration); a position where the side to move mat
 (cshogi's 1-ply mate search) is a proven win, not evaluated.
 
 The tree does not run the network: `gather` writes its leaves into a `BatchEvaluator`'s slots and
-`absorb` takes their priors and values back, so a driver (`keisei.evaluation.search.puct`) can
+`absorb` takes their priors and values back, so a driver (`keisei.search.puct`) can
 put the leaves of several trees into one forward pass.
 """
 
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import cshogi
 import numpy as np
 
-from keisei.evaluation.search.batch_evaluator import BatchEvaluator
+from keisei.search.batch_evaluator import BatchEvaluator
 from keisei.shogi import ShogiGame
 
 

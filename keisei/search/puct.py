@@ -1,7 +1,7 @@
 """PUCT tree search guided by the policy and value heads, with batched leaf evaluation: one
 position (the USI engine) or several at once (the games of an evaluation match).
 
-Each search grows its own tree (`keisei.evaluation.search.tree`) a batch of `leaf_batch` leaves at
+Each search grows its own tree (`keisei.search.tree`) a batch of `leaf_batch` leaves at
 a time. Several positions are searched in lockstep: in each round every tree gathers its batch of
 leaves, the batches go through the network together (as few forward passes as the evaluator's
 capacity allows), and each tree takes its values and priors back. A tree grows exactly as it would
@@ -21,9 +21,9 @@ from typing import Final
 import cshogi
 import numpy as np
 
-from keisei.evaluation.search.batch_evaluator import BatchEvaluator
-from keisei.evaluation.search.limits import SearchControl
-from keisei.evaluation.search.tree import Node, SearchTree
+from keisei.search.batch_evaluator import BatchEvaluator
+from keisei.search.limits import SearchControl
+from keisei.search.tree import Node, SearchTree
 from keisei.shogi import ShogiGame
 
 PROGRESS_INTERVAL_S: Final[float] = 0.5
