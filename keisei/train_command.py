@@ -51,7 +51,7 @@ def _launch_ranks(args: argparse.Namespace) -> int:
     failure up to `--max-restarts` times)."""
     from keisei.config import check_world_size
     from keisei.training.distributed import check_devices_for_ranks
-    from keisei.training.launch import launch
+    from keisei.training.ranks.launch import launch
     from keisei.training.run_dir import plan_run
 
     plan = plan_run(args.config, args.overrides, args.run_name, args.resume, args.callbacks)

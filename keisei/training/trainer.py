@@ -55,8 +55,8 @@ from keisei.training.display import Display, LiveDisplay, NoDisplay, PlainDispla
 from keisei.training.distributed import World, lost_rank_reported
 from keisei.training.interrupt import GracefulInterrupt
 from keisei.training.past_opponents import PastOpponents
-from keisei.training.rank_agreement import agree_on_epoch_end, agreed, describe
-from keisei.training.rank_state import RankStates
+from keisei.training.ranks.agreement import agree_on_epoch_end, agreed, describe
+from keisei.training.ranks.state import RankStates
 from keisei.training.run_dir import RunPlan
 from keisei.training.trainer_view import TrainerCallbackView
 

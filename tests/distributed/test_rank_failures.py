@@ -134,7 +134,7 @@ def _start_rank(rank: int, port: int, command: list[str], **env: str) -> subproc
 
 
 def test_ranks_started_with_different_configs_all_exit_naming_the_mismatch(tmp_path: Path):
-    from keisei.training.launch import free_port
+    from keisei.training.ranks.launch import free_port
 
     port = free_port()
     ranks = [
@@ -148,7 +148,7 @@ def test_ranks_started_with_different_configs_all_exit_naming_the_mismatch(tmp_p
 
 
 def test_a_rank_that_cannot_reach_the_rendezvous_exits_after_the_timeout(tmp_path: Path):
-    from keisei.training.launch import free_port
+    from keisei.training.ranks.launch import free_port
 
     command = train_command("alone", tmp_path, ["distributed.timeout_s=3"])
     started = time.monotonic()

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from keisei.rl.ppo import PPO
-from keisei.training.launch import free_port
+from keisei.training.ranks.launch import free_port
 from tests.support.ppo_rank import CONFIG, fixed_rollout, fresh_model
 from tests.support.ranks import keisei_env
 
