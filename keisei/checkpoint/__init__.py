@@ -23,7 +23,8 @@ from keisei.checkpoint.layout import (
     step_of,
     validate_name,
 )
-from keisei.checkpoint.load import LoadedCheckpoint, load_checkpoint, read_manifest
+from keisei.checkpoint.load import LoadedCheckpoint, load_checkpoint
+from keisei.checkpoint.manifest import read_manifest
 from keisei.checkpoint.results import read_evaluation, record_evaluation
 from keisei.checkpoint.rng import capture_rng_state, restore_rng_state
 from keisei.checkpoint.snapshot import TrainingState

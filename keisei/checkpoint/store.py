@@ -46,12 +46,8 @@ from keisei.checkpoint.layout import (
     resolve_checkpoint,
     validate_name,
 )
-from keisei.checkpoint.load import (
-    LoadedCheckpoint,
-    architecture_differences,
-    load_checkpoint,
-    read_manifest,
-)
+from keisei.checkpoint.load import LoadedCheckpoint, architecture_differences, load_checkpoint
+from keisei.checkpoint.manifest import read_manifest
 from keisei.checkpoint.retention import RetentionPolicy
 from keisei.checkpoint.snapshot import Snapshot, StagingBuffers, TrainingState, take_snapshot
 from keisei.checkpoint.writer import CheckpointWriter

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from keisei.checkpoint.codec import decode
 from keisei.checkpoint.errors import CheckpointCorruptError, CheckpointError
 from keisei.checkpoint.layout import MODEL_FILE, resolve_checkpoint
-from keisei.checkpoint.load import read_manifest, verify_file
+from keisei.checkpoint.manifest import read_manifest, verify_file
 
 TORCH_SUFFIXES = (".pt", ".pth")
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model")

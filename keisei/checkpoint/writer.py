@@ -46,7 +46,7 @@ from keisei.checkpoint.layout import (
     read_pointer,
     step_of,
 )
-from keisei.checkpoint.load import read_manifest
+from keisei.checkpoint.manifest import read_manifest
 from keisei.checkpoint.results import read_evaluation
 from keisei.checkpoint.retention import RetentionPolicy
 from keisei.checkpoint.snapshot import Snapshot
