@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
+import cshogi
 import numpy as np
 from cshogi import dlshogi
 
@@ -115,3 +116,29 @@ def check_feature_layout() -> None:
             f"cshogi.dlshogi now writes {dlshogi.FEATURES2_NUM} second-set planes, keisei was "
             f"built for {FEATURES2_NUM}: do not call use_nyugyoku_features"
         )
+
+
+def board_features(
+    board: cshogi.Board, out1: np.ndarray | None = None, out2: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two dlshogi input planes of `board`, (62, 9, 9) and (57, 9, 9) float32, side-to-move
+    view; written into `out1`/`out2` when both are given."""
+    if out1 is None and out2 is None:
+        out1, out2 = empty_features()
+    if out1 is None or out2 is None:
+        raise ValueError("give both feature buffers or neither")
+    check_feature_layout()
+    check_feature_buffer(out1, FEATURES1_NUM, "features1")
+    check_feature_buffer(out2, FEATURES2_NUM, "features2")
+    write_features(board, out1, out2)
+    return out1, out2
+
+
+def board_observation(board: cshogi.Board, out: np.ndarray | None = None) -> np.ndarray:
+    """Both planes of `board` stacked: float32 of shape OBS_SHAPE (119, 9, 9)."""
+    if out is None:
+        out = np.empty(OBS_SHAPE, dtype=np.float32)
+    elif out.shape != OBS_SHAPE or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"observation buffer must be C-contiguous float32 {OBS_SHAPE}")
+    board_features(board, out[:FEATURES1_NUM], out[FEATURES1_NUM:])
+    return out

@@ -15,17 +15,7 @@ from typing import Final
 import cshogi
 import numpy as np
 
-from keisei.shogi.encoding import (
-    FEATURES1_NUM,
-    FEATURES2_NUM,
-    NUM_LABELS,
-    OBS_SHAPE,
-    check_feature_buffer,
-    check_feature_layout,
-    empty_features,
-    labels_for_moves,
-    write_features,
-)
+from keisei.shogi.encoding import NUM_LABELS, board_features, board_observation, labels_for_moves
 from keisei.shogi.errors import IllegalMoveError
 from keisei.shogi.outcome import COLOR_NAMES, Color, EndReason, GameEnd
 from keisei.shogi.records import GameRecord
@@ -326,26 +316,12 @@ class ShogiGame:
     def features(
         self, out1: np.ndarray | None = None, out2: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The two dlshogi input planes, (62, 9, 9) and (57, 9, 9) float32, side-to-move view;
-        written into `out1`/`out2` when both are given."""
-        if out1 is None and out2 is None:
-            out1, out2 = empty_features()
-        if out1 is None or out2 is None:
-            raise ValueError("give both feature buffers or neither")
-        check_feature_layout()
-        check_feature_buffer(out1, FEATURES1_NUM, "features1")
-        check_feature_buffer(out2, FEATURES2_NUM, "features2")
-        write_features(self._board, out1, out2)
-        return out1, out2
+        """The two dlshogi input planes, side-to-move view (`encoding.board_features`)."""
+        return board_features(self._board, out1, out2)
 
     def observation(self, out: np.ndarray | None = None) -> np.ndarray:
         """Both planes stacked: float32 of shape OBS_SHAPE (119, 9, 9)."""
-        if out is None:
-            out = np.empty(OBS_SHAPE, dtype=np.float32)
-        elif out.shape != OBS_SHAPE or out.dtype != np.float32 or not out.flags.c_contiguous:
-            raise ValueError(f"observation buffer must be C-contiguous float32 {OBS_SHAPE}")
-        self.features(out[:FEATURES1_NUM], out[FEATURES1_NUM:])
-        return out
+        return board_observation(self._board, out)
 
     def record(self, black_name: str = "Black", white_name: str = "White") -> GameRecord:
         """The game so far as picklable data (start SFEN, moves, verdict, names)."""
