@@ -39,13 +39,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from keisei.checkpoint import load_network
 from keisei.checkpoint.errors import CheckpointNotFoundError
 from keisei.model import ActorCritic, Architecture
 from keisei.search.batch_evaluator import BatchEvaluator
 from keisei.search.limits import SearchControl
 from keisei.search.puct import PuctSearch
 from keisei.shogi import ShogiGame
-from keisei.usi.agent import Agent, SearchSettings, load_model
+from keisei.usi.agent import Agent, SearchSettings
 from keisei.usi.locate import locate_checkpoint
 
 TARGET_RATIO = 0.70
@@ -79,7 +80,7 @@ def build_model(checkpoint: str | None, device: torch.device) -> tuple[ActorCrit
             return ActorCritic(Architecture()).eval().to(device), "untrained default network"
     else:
         path = locate_checkpoint(checkpoint, None)
-    return load_model(path, device), str(path)
+    return load_network(path, device), str(path)
 
 
 # --- 1. throughput ---------------------------------------------------------------------------

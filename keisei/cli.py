@@ -11,7 +11,7 @@ from rich.console import Console
 
 from keisei.checkpoint.errors import CheckpointError
 from keisei.checkpoint.run_layout import RunLayout
-from keisei.cli_args import add_config_args
+from keisei.cli_args import add_config_args, add_precision_arg
 from keisei.config import ConfigError, config_to_dict, load_config
 from keisei.log import get_console, get_logger
 from keisei.train_command import register as register_train_command
@@ -62,6 +62,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             usi_byoyomi_ms=args.byoyomi,
             usi_nodes=args.nodes,
             usi_timeout_s=args.timeout,
+            precision=args.amp,
             on_game=lambda _: progress.advance(task),
         )
     result = outcome.result
@@ -139,6 +140,7 @@ def _cmd_ladder(args: argparse.Namespace) -> int:
         try:
             result = run_ladder(
                 args.target, references, settings, refit=args.refit, playouts=args.playouts,
+                precision=args.amp,
                 on_game=lambda ref, _: progress.update(
                     task, advance=1, description=f"vs {escape(ref.name)}"),
                 on_rung=lambda rung: progress.advance(task, planned - rung.score.games),
@@ -228,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a usi: engine may take to start, to begin a game or (beyond its byoyomi) "
         "to move before it loses that game (default: 30)",
     )  # fmt: skip
+    add_precision_arg(evaluate)
     evaluate.set_defaults(func=_cmd_evaluate)
 
     ratings = commands.add_parser("ratings", help="maximum-likelihood Elo of a run's players")
@@ -253,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="first refit the references' stored ratings from all the ladder games stored so far",
     )  # fmt: skip
     ladder.add_argument("--seed", type=int, default=None, help="default: ladder.seed")
+    add_precision_arg(ladder)
     ladder.set_defaults(func=_cmd_ladder)
 
     report = commands.add_parser("report", help="plots and a Markdown summary of a run")

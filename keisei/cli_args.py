@@ -15,3 +15,13 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
         metavar="SECTION.KEY=VALUE",
         help="override one setting; may be repeated",
     )
+
+
+def add_precision_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--amp",
+        choices=("auto", "off", "bf16", "fp16"),
+        default="auto",
+        help="what the network computes in: auto (default: bf16 where the device runs it fast, "
+        "else float32), off (float32), bf16, fp16 (CUDA)",
+    )

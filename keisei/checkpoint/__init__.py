@@ -29,7 +29,12 @@ from keisei.checkpoint.results import read_evaluation, record_evaluation
 from keisei.checkpoint.rng import capture_rng_state, restore_rng_state
 from keisei.checkpoint.snapshot import TrainingState
 from keisei.checkpoint.store import CheckpointStore, StateSaver, WriteOutcome
-from keisei.checkpoint.weights import import_state_dict, load_model_weights, read_architecture
+from keisei.checkpoint.weights import (
+    import_state_dict,
+    load_model_weights,
+    load_network,
+    read_architecture,
+)
 
 __all__ = [
     "CheckpointCorruptError",
@@ -50,6 +55,7 @@ __all__ = [
     "import_state_dict",
     "load_checkpoint",
     "load_model_weights",
+    "load_network",
     "read_architecture",
     "read_evaluation",
     "read_manifest",

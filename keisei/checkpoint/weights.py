@@ -1,4 +1,4 @@
-"""Model-only access to checkpoints, for evaluation opponents and the USI engine.
+"""Model-only access to checkpoints, for evaluation opponents, past opponents and the USI engine.
 
 These readers need the weights and the architecture, not the optimizer: they verify and load only
 `model.safetensors` and the manifest. A plain `.pt`/`.pth` state dict can be imported too; it is
@@ -20,6 +20,7 @@ from keisei.checkpoint.codec import decode
 from keisei.checkpoint.errors import CheckpointCorruptError, CheckpointError
 from keisei.checkpoint.layout import MODEL_FILE, resolve_checkpoint
 from keisei.checkpoint.manifest import read_manifest, verify_file
+from keisei.model import FLOAT32, ActorCritic, Architecture, Precision
 
 TORCH_SUFFIXES = (".pt", ".pth")
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model")
@@ -95,3 +96,25 @@ def read_architecture(path: str | Path) -> dict[str, Any]:
         raise CheckpointCorruptError(
             f"corrupt checkpoint: {directory}: architecture: {exc}", path=directory, file=None
         ) from None
+
+
+def load_network(
+    path: str | Path, device: torch.device | str = "cpu", precision: Precision = FLOAT32
+) -> ActorCritic:
+    """The network a checkpoint holds (weights verified, no pickle), on `device`, computing in
+    `precision`, in eval mode. A stored architecture this version cannot build, or weights that
+    do not fit it, raise `CheckpointError` naming the checkpoint."""
+    checkpoint = resolve_checkpoint(path)
+    try:
+        architecture = Architecture.from_dict(read_architecture(checkpoint))
+    except ValueError as exc:
+        raise CheckpointError(f"{checkpoint}: unusable architecture: {exc}") from None
+    model = ActorCritic(architecture, precision)
+    try:
+        model.load_state_dict(load_model_weights(checkpoint))
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(
+            f"{checkpoint}: the weights do not fit the stored architecture: {first}"
+        ) from None
+    return model.eval().to(device)

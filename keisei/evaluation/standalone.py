@@ -44,6 +44,7 @@ def evaluate_checkpoint(
     usi_byoyomi_ms: int | None = 100,
     usi_nodes: int | None = None,
     usi_timeout_s: float = 30.0,
+    precision: str = "auto",
     on_game: Callable[[GameResult], None] | None = None,
 ) -> StandaloneOutcome:
     """Play `games` games and record them; raises a clear error for a bad checkpoint/opponent.
@@ -51,6 +52,7 @@ def evaluate_checkpoint(
     `usi_timeout_s` bounds every wait for a `usi:` opponent (start-up, new game, each move); an
     engine that does not answer in time loses that game (`engine_timeout`). With `playouts` > 0
     the checkpoint searches (PUCT) that many playouts a move and is rated as `<name>+puct<N>`.
+    The networks compute in `precision` (a `ppo.amp` setting: auto, off, bf16).
     """
     if games < 1:
         raise ValueError(f"--games must be at least 1, got {games}")
@@ -58,10 +60,13 @@ def evaluate_checkpoint(
         raise ValueError(f"--timeout must be a positive number of seconds, got {usi_timeout_s}")
     if playouts < 0:
         raise ValueError(f"--playouts must be at least 0, got {playouts}")
-    agent = load_checkpoint_player(checkpoint, greedy=greedy, seed=seed, playouts=playouts)
+    agent = load_checkpoint_player(
+        checkpoint, greedy=greedy, seed=seed, playouts=playouts, precision=precision
+    )
     opponent = make_opponent(
         opponent_spec,
         seed=seed + 1,
+        precision=precision,
         options=options,
         usi_byoyomi_ms=usi_byoyomi_ms,
         usi_nodes=usi_nodes,

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import torch
 
-from keisei.checkpoint import load_model_weights, read_architecture
-from keisei.checkpoint.errors import CheckpointError
+from keisei.checkpoint import load_network
 from keisei.log import get_logger
-from keisei.model import ActorCritic, Architecture
+from keisei.model import ActorCritic, choose_precision
 from keisei.search.batch_evaluator import BatchEvaluator
 from keisei.search.limits import SearchControl
 from keisei.search.puct import PuctSearch, SearchResult
@@ -42,23 +41,6 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def load_model(checkpoint_dir: str | Path, device: torch.device) -> ActorCritic:
-    """The network stored in a checkpoint (weights verified, no pickle), in eval mode."""
-    try:
-        architecture = Architecture.from_dict(read_architecture(checkpoint_dir))
-    except ValueError as exc:
-        raise CheckpointError(f"{checkpoint_dir}: unusable architecture: {exc}") from None
-    model = ActorCritic(architecture)
-    try:
-        model.load_state_dict(load_model_weights(checkpoint_dir))
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise CheckpointError(
-            f"{checkpoint_dir}: the weights do not fit the stored architecture: {first}"
-        ) from None
-    return model.eval().to(device)
-
-
 class Agent:
     """A network plus the search settings; `think` picks a move for a game not yet decided."""
 
@@ -77,14 +59,22 @@ class Agent:
 
     @classmethod
     def load(
-        cls, checkpoint_dir: str | Path, *, device: str = "auto", threads: int | None = None
+        cls,
+        checkpoint_dir: str | Path,
+        *,
+        device: str = "auto",
+        threads: int | None = None,
+        precision: str = "auto",
     ) -> Agent:
-        """Load a checkpoint; `threads` sets torch's CPU threads for the whole process."""
+        """Load a checkpoint; `threads` sets torch's CPU threads for the whole process;
+        `precision` (auto, off, bf16, fp16) what the network computes in."""
         if threads is not None:
             torch.set_num_threads(threads)
         target = pick_device(device)
-        model = load_model(checkpoint_dir, target)
-        _logger.info("loaded %s on %s", checkpoint_dir, target)
+        chosen = choose_precision(precision, target)
+        model = load_network(checkpoint_dir, target, chosen)
+        _logger.info("loaded %s on %s in %s (%s)", checkpoint_dir, target, chosen.name,
+                     chosen.reason)  # fmt: skip
         return cls(model, target, name=Path(checkpoint_dir).name)
 
     @property

@@ -11,6 +11,8 @@ import io
 import sys
 from typing import TYPE_CHECKING, TextIO
 
+from keisei.cli_args import add_precision_arg
+
 if TYPE_CHECKING:
     from keisei.usi.agent import Agent
 
@@ -42,6 +44,7 @@ def _add_agent_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="auto", help="torch device: auto (default), cpu, cuda, cuda:1, ..."
     )
+    add_precision_arg(parser)
 
 
 def _cmd_usi(args: argparse.Namespace) -> int:
@@ -53,7 +56,7 @@ def _cmd_usi(args: argparse.Namespace) -> int:
     def load() -> Agent:  # runs in the loader thread: torch is imported there
         from keisei.usi.agent import Agent
 
-        return Agent.load(checkpoint, device=args.device, threads=1)
+        return Agent.load(checkpoint, device=args.device, threads=1, precision=args.amp)
 
     server = UsiEngineServer(
         AgentLoader(load), UsiOutput(sys.stdout), name=f"Keisei ({checkpoint.name})"
@@ -78,7 +81,7 @@ def _cmd_play(args: argparse.Namespace) -> int:
     from keisei.usi.play import PlaySession, default_kif_path
 
     checkpoint = locate_checkpoint(args.checkpoint, args.run_dir)
-    agent = Agent.load(checkpoint, device=args.device, threads=args.threads)
+    agent = Agent.load(checkpoint, device=args.device, threads=args.threads, precision=args.amp)
     agent.settings.batch_size = args.batch_size
     session = PlaySession(
         agent,

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from keisei.checkpoint import load_network
 from keisei.checkpoint.errors import CheckpointError
 from keisei.model import masked_logits
 from keisei.search.batch_evaluator import BatchEvaluator
 from keisei.search.limits import SearchControl
 from keisei.search.puct import PuctSearch
 from keisei.shogi import ShogiGame
-from keisei.usi.agent import Agent, load_model, pick_device
+from keisei.usi.agent import Agent, pick_device
 from tests.support.checkpoints import tiny_model
 from tests.usi.helpers import MATE_IN_ONE_SFEN, random_game
 
@@ -158,9 +159,9 @@ def test_agent_rebuilds_its_search_when_the_batch_size_changes(run_dir) -> None:
 
 
 def test_load_model_names_a_broken_checkpoint(run_dir, tmp_path) -> None:
-    assert load_model(run_dir, torch.device("cpu")).architecture.channels == 8
+    assert load_network(run_dir, torch.device("cpu")).architecture.channels == 8
     with pytest.raises(CheckpointError):
-        load_model(tmp_path / "nothing-here", torch.device("cpu"))
+        load_network(tmp_path / "nothing-here", torch.device("cpu"))
 
 
 EXPOSED_KING_SFEN = (

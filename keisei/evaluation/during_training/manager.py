@@ -66,6 +66,8 @@ class EvaluationJob:
     `settings.reference_opponents` of them."""
     ladder: LadderConfig | None = None
     """The ladder settings of the sequential test that decides which references are passed."""
+    precision: str = "auto"
+    """What the networks compute in (a `ppo.amp` setting: the training run's)."""
 
 
 def _share(total: int, parts: int) -> list[int]:
@@ -84,6 +86,7 @@ def _fixed_opponents(job: EvaluationJob) -> list[Player]:
             usi_byoyomi_ms=cfg.usi_byoyomi_ms,
             usi_nodes=cfg.usi_nodes,
             usi_timeout_s=cfg.usi_timeout_s,
+            precision=job.precision,
         )
         for i, spec in enumerate(job.fixed_opponents)
     ]
@@ -95,7 +98,9 @@ def _pool_opponents(job: EvaluationJob) -> list[Player]:
     players: list[Player] = []
     for member in job.pool_members:
         try:
-            players.append(load_checkpoint_player(member.path, seed=job.seed))
+            players.append(
+                load_checkpoint_player(member.path, seed=job.seed, precision=job.precision)
+            )
         except CheckpointError as exc:  # e.g. removed by the retention policy meanwhile
             _log.warning("pool opponent %s is unavailable and skipped: %s", member.name, exc)
     return players
@@ -136,7 +141,12 @@ def run_evaluation(job: EvaluationJob) -> EvaluationResult:
     cfg = job.settings
     run = RunLayout(job.run_dir)
     agent = load_checkpoint_player(
-        job.checkpoint, greedy=cfg.greedy, seed=job.seed, kind="agent", playouts=cfg.playouts
+        job.checkpoint,
+        greedy=cfg.greedy,
+        seed=job.seed,
+        kind="agent",
+        playouts=cfg.playouts,
+        precision=job.precision,
     )
     registry = EloRegistry(
         run.elo_database, k=cfg.elo_k, anchor="random", anchor_rating=cfg.elo_anchor_rating
@@ -213,11 +223,17 @@ class EvaluationManager:
     """Evaluates a training run's agent (satisfies the `Evaluator` protocol)."""
 
     def __init__(
-        self, config: EvaluationConfig, run_dir: str | Path, ladder: LadderConfig | None = None
+        self,
+        config: EvaluationConfig,
+        run_dir: str | Path,
+        ladder: LadderConfig | None = None,
+        precision: str = "auto",
     ) -> None:
         """`ladder` gives the reference opponents (default: the run's `config.yaml`, read at the
-        first evaluation, else the defaults)."""
+        first evaluation, else the defaults); `precision` is what the networks compute in (the
+        training run's `ppo.amp`)."""
         self.config = config
+        self.precision = precision
         self.run_dir = Path(run_dir)
         self._ladder = ladder
         self._references: tuple[LadderReference, ...] | None = None
@@ -270,6 +286,7 @@ class EvaluationManager:
             usi_options=dict(cfg.usi_options),
             references=references,
             ladder=ladder,
+            precision=self.precision,
         )
 
     def evaluate_checkpoint(self, checkpoint: Path, step: int) -> EvaluationResult:

@@ -96,18 +96,20 @@ def run_ladder(
     playouts: int = 0,
     registry: str | Path | None = None,
     device: str = "cpu",
+    precision: str = "auto",
     on_game: Callable[[LadderReference, GameResult], None] | None = None,
     on_rung: Callable[[Rung], None] | None = None,
 ) -> LadderResult:
     """Play and rate the ladder (see the module); `registry` defaults to the shared file beside
-    the run. `playouts` > 0 has the checkpoint search that many playouts a move."""
+    the run. `playouts` > 0 has the checkpoint search that many playouts a move; its network
+    computes in `precision` (a `ppo.amp` setting)."""
     if playouts < 0:
         raise ConfigError(f"--playouts must be at least 0, got {playouts}")
     for reference in references:
         check_program(settings, reference)
     extra = {"playouts": playouts} if playouts else {}
     agent = load_checkpoint_player(checkpoint, greedy=settings.greedy, seed=settings.seed,
-                                   device=device, **extra)  # fmt: skip
+                                   device=device, precision=precision, **extra)  # fmt: skip
     assert agent.path is not None
     home = RunLayout(Path(agent.path).parent.parent)
     shared_path = Path(registry) if registry is not None else home.shared_ladder_database

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from keisei.evaluation.players.base import label_usi
-from keisei.model import ActorCritic, Architecture, masked_logits
+from keisei.model import choose_precision, masked_logits
 from keisei.search.batch_evaluator import BatchEvaluator
 from keisei.search.limits import SearchControl
 from keisei.search.puct import PuctSearch
@@ -119,19 +119,19 @@ def load_checkpoint_player(
     device: str = "cpu",
     kind: str = "checkpoint",
     playouts: int = 0,
+    precision: str = "auto",
 ) -> NeuralPlayer:
     """A saved Keisei model as a player, loaded safely (checksums verified, no pickle).
 
     `kind` is `checkpoint` for an opponent, `agent` for the training run's checkpoint under
     evaluation; either way its registry name is the checkpoint's (`<run>/<checkpoint>`), with
-    `+puct<N>` after it when it searches `playouts` > 0 playouts a move."""
-    from keisei.checkpoint import load_model_weights, read_architecture, resolve_checkpoint
+    `+puct<N>` after it when it searches `playouts` > 0 playouts a move. `precision` is a
+    `ppo.amp` setting (auto, off, bf16, fp16) for the device: what the network computes in."""
+    from keisei.checkpoint import load_network, resolve_checkpoint
     from keisei.checkpoint.layout import step_of
 
     checkpoint = resolve_checkpoint(path)
-    model = ActorCritic(Architecture.from_dict(read_architecture(checkpoint)))
-    model.load_state_dict(load_model_weights(checkpoint))
-    model.to(device).eval()
+    model = load_network(checkpoint, device, choose_precision(precision, device))
     return NeuralPlayer(
         model,
         name=checkpoint_player_name(checkpoint),

@@ -20,16 +20,18 @@ def make_opponent(
     usi_byoyomi_ms: int | None = 100,
     usi_nodes: int | None = None,
     usi_timeout_s: float = 30.0,
+    precision: str = "auto",
 ) -> Player:
     """Build an opponent from `random`, `greedy`, `checkpoint:PATH` or `usi:COMMAND` (the one
-    spec grammar, `keisei.config.parse_opponent_spec`; ValueError for anything else)."""
+    spec grammar, `keisei.config.parse_opponent_spec`; ValueError for anything else); a
+    checkpoint's network computes in `precision` (a `ppo.amp` setting)."""
     kind, argument = parse_opponent_spec(spec)
     if kind == "random":
         return RandomPlayer(seed)
     if kind == "greedy":
         return GreedyPlayer(seed)
     if kind == "checkpoint":
-        return load_checkpoint_player(argument, seed=seed, device=device)
+        return load_checkpoint_player(argument, seed=seed, device=device, precision=precision)
     return UsiPlayer(
         argument,
         options=options,
