@@ -13,6 +13,7 @@ strength that playouts buy (Playouts=N against Playouts=0, the policy's own best
      searches one by one: positions per second.
    Each position's search is followed at once by the baseline over as many positions (a busy
    machine slows both alike); ratios are taken per trial, figures are medians over the trials.
+   With `--compare-precision` part 1 runs in float32, then in bf16 (the network's precision).
 2. Match: `--games` games, Playouts=`--playouts` against Playouts=`--opponent-playouts` (default
    0), on the same network. Games come in pairs from the same random opening (`--opening-plies`
    uniformly random moves), each side playing both colours; `--max-plies` ends a game as a draw.
@@ -41,7 +42,7 @@ import torch
 
 from keisei.checkpoint import load_network
 from keisei.checkpoint.errors import CheckpointNotFoundError
-from keisei.model import ActorCritic, Architecture
+from keisei.model import FLOAT32, ActorCritic, Architecture, Precision
 from keisei.search.batch_evaluator import BatchEvaluator
 from keisei.search.limits import SearchControl
 from keisei.search.puct import PuctSearch
@@ -50,6 +51,7 @@ from keisei.usi.agent import Agent, SearchSettings
 from keisei.usi.locate import locate_checkpoint
 
 TARGET_RATIO = 0.70
+BF16 = Precision(torch.bfloat16, "bench_search --compare-precision")
 
 
 # --- positions and the network --------------------------------------------------------------
@@ -294,6 +296,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument(
+        "--compare-precision", action="store_true", help="part 1 in float32, then in bf16"
+    )
     parser.add_argument("--skip-match", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -301,8 +306,12 @@ def main() -> None:
     model, source = build_model(args.checkpoint, device)
     print(f"network: {source} ({model.architecture}), device {device}")
     if not args.skip_throughput:
-        throughput(model, args, device)
-        lockstep(model, args, device)
+        precisions = [FLOAT32, BF16] if args.compare_precision else [model.precision]
+        for precision in precisions:
+            model.precision = precision
+            print(f"\nprecision {precision.name}:")
+            throughput(model, args, device)
+            lockstep(model, args, device)
     if not args.skip_match:
         match(model.cpu(), args)
 
