@@ -1,14 +1,16 @@
-"""Where a run lives: `runs/<run-name>/`, and which config and checkpoint a resume starts from."""
+"""Where a run lives: `runs/<run-name>/`, which config and checkpoint a resume starts from, and
+what rank 0 opens there once the run can start (the log file, `config.yaml`, the metric sinks)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import torch
 
+from keisei import log
 from keisei.checkpoint import (
     CheckpointError,
     CheckpointNotFoundError,
@@ -21,6 +23,7 @@ from keisei.config import (
     Config,
     ConfigError,
     add_extra_callbacks,
+    dump_config,
     load_config,
     parse_opponent_spec,
 )
@@ -114,3 +117,36 @@ def check_runnable_here(config: Config) -> None:
             read_manifest(resolve_checkpoint(argument))
         except CheckpointError as exc:
             raise ConfigError(f"'evaluation.opponents.{index}' = {spec!r}: {exc}") from None
+
+
+Hold = Callable[[str, Callable[[], None]], None]
+"""`hold(what, release)`: the teardown path calls `release` (named `what` in its log)."""
+
+
+def open_run_outputs(
+    config: Config, layout: RunLayout, *, resume_step: int | None, hold: Hold
+) -> log.MetricsRecorder:
+    """Create the run directory, attach the log file, write the config and open the metric
+    sinks; `resume_step`: the step a resumed run goes on from (metric rows past it are
+    superseded). Whatever must be given back is handed to `hold` with its closer as soon as it
+    is taken, so the trainer's one teardown path releases it (newest first) even when a later
+    piece fails to open."""
+    layout.root.mkdir(parents=True, exist_ok=True)
+    log.set_level(config.logging.level)
+    log.attach_log_file(layout.log)
+    hold("log file", log.detach_log_file)
+    dump_config(config, layout.config)
+    metrics = log.MetricsRecorder([log.JsonlSink(layout.metrics, resume_step=resume_step)])
+    hold("metrics", metrics.close)
+    if config.logging.tensorboard:
+        metrics.add_sink(log.TensorBoardSink(layout.tensorboard, resume_step=resume_step))
+    if config.logging.wandb:
+        metrics.add_sink(
+            log.WandbSink(
+                layout.root,
+                config.logging.wandb_project,
+                layout.root.name,
+                config.logging.wandb_mode,
+            )
+        )
+    return metrics

@@ -33,7 +33,7 @@ import torch
 from keisei import log
 from keisei.checkpoint import CheckpointStore, LoadedCheckpoint, TrainingState
 from keisei.checkpoint.run_layout import RunLayout
-from keisei.config import config_hash, config_to_dict, dump_config
+from keisei.config import config_hash, config_to_dict
 from keisei.evaluation.during_training.manager import EvaluationManager
 from keisei.model import ActorCritic, Architecture, choose_precision
 from keisei.model.precision import allow_tf32
@@ -51,13 +51,14 @@ from keisei.training.callbacks import (
     CriticalCallbackError,
     Evaluator,
 )
-from keisei.training.display import Display, LiveDisplay, NoDisplay, PlainDisplay, ProgressSnapshot
+from keisei.training.display import Display, LiveDisplay, NoDisplay, PlainDisplay
 from keisei.training.distributed import World, lost_rank_reported
+from keisei.training.epoch_report import epoch_metrics, progress_snapshot
 from keisei.training.interrupt import GracefulInterrupt
 from keisei.training.past_opponents import PastOpponents
 from keisei.training.ranks.agreement import agree_on_epoch_end, agreed, describe
 from keisei.training.ranks.state import RankStates
-from keisei.training.run_dir import RunPlan
+from keisei.training.run_dir import RunPlan, open_run_outputs
 from keisei.training.trainer_view import TrainerCallbackView
 
 
@@ -215,29 +216,12 @@ class Trainer:
             self.metrics = log.MetricsRecorder([])
             self.display: Display = NoDisplay()
             return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        log.set_level(config.logging.level)
-        log.attach_log_file(self.layout.log)
-        release.append(("log file", log.detach_log_file))
-        dump_config(config, self.layout.config)
-        resume_step = self.global_timestep if resumed else None  # rows past it are superseded
-        self.metrics = log.MetricsRecorder(
-            [log.JsonlSink(self.layout.metrics, resume_step=resume_step)]
+        self.metrics = open_run_outputs(
+            config,
+            self.layout,
+            resume_step=self.global_timestep if resumed else None,
+            hold=lambda what, close: release.append((what, close)),
         )
-        release.append(("metrics", self.metrics.close))
-        if config.logging.tensorboard:
-            self.metrics.add_sink(
-                log.TensorBoardSink(self.layout.tensorboard, resume_step=resume_step)
-            )
-        if config.logging.wandb:
-            self.metrics.add_sink(
-                log.WandbSink(
-                    self.run_dir,
-                    config.logging.wandb_project,
-                    self.run_dir.name,
-                    config.logging.wandb_mode,
-                )
-            )
         closer = getattr(self.evaluator, "close", None)
         if callable(closer):
             release.append(("evaluator", closer))
@@ -382,19 +366,8 @@ class Trainer:
         self.ranks.share()
         elapsed = time.monotonic() - epoch_start
         steps_per_second = self.config.training.steps_per_epoch / max(elapsed, 1e-9)
-        stats = self.stats
         self.record_metrics(
-            {
-                **update,
-                "train/steps_per_second": steps_per_second,
-                "games/finished": float(stats.games),
-                "games/black_wins": float(stats.black_wins),
-                "games/white_wins": float(stats.white_wins),
-                "games/draws": float(stats.draws),
-                "games/mean_length": stats.mean_length,
-                "games/decisive_share_recent": stats.recent_decisive_share,
-                **self._versus_metrics(stats),
-            }
+            epoch_metrics(update, steps_per_second, self.stats, versus=self.past_opponents.enabled)
         )
         failure: CriticalCallbackError | None = None
         with self.timer.section("callbacks"):
@@ -403,39 +376,16 @@ class Trainer:
                 self.manager.execute_step_callbacks(self.view)
             except CriticalCallbackError as exc:
                 failure = exc
-        self.display.update(self._snapshot(steps_per_second, update))
+        self.display.update(
+            progress_snapshot(
+                self.global_timestep,
+                self.config.training.total_timesteps,
+                steps_per_second,
+                update,
+                self.stats,
+                [*self.manager.get_callbacks(), *self.manager.get_async_callbacks()],
+            )
+        )
         agree_on_epoch_end(
             self.world, self.manager, self.global_timestep, failure, self._interrupt.requested
-        )
-
-    def _versus_metrics(self, stats: GameStats) -> dict[str, float]:
-        if not self.past_opponents.enabled:
-            return {}
-        metrics = {"selfplay/past_opponent_games": float(stats.versus_games)}
-        if stats.recent_versus:  # the learner's score against past opponents (last 100 games)
-            metrics["selfplay/past_opponent_score"] = stats.recent_versus_score
-        return metrics
-
-    def _snapshot(self, steps_per_second: float, update: Mapping[str, float]) -> ProgressSnapshot:
-        stats = self.stats
-        elo = None
-        evaluation = None
-        for cb in [*self.manager.get_callbacks(), *self.manager.get_async_callbacks()]:
-            result = getattr(cb, "last_result", None)
-            if result is not None:
-                evaluation = result.summary()
-            elo = getattr(cb, "elo_snapshot", None) or elo
-        return ProgressSnapshot(
-            step=self.global_timestep,
-            total_steps=self.config.training.total_timesteps,
-            steps_per_second=steps_per_second,
-            losses=dict(update),
-            games=stats.games,
-            black_wins=stats.black_wins,
-            white_wins=stats.white_wins,
-            draws=stats.draws,
-            mean_game_length=stats.mean_length,
-            end_reasons=dict(stats.reasons),
-            evaluation=evaluation,
-            elo=elo,
         )
