@@ -1,13 +1,14 @@
-"""The layering of DESIGN.md, enforced: no module imports from a layer below its own, and the
-packages import each other without cycles. Imports inside functions and `TYPE_CHECKING` blocks
-count as much as those at the top of a module."""
+"""The layering of DESIGN.md, enforced: no module imports from a layer below its own, the
+packages import each other without cycles, and so do the parts inside a package (its
+sub-packages and modules: `keisei.evaluation.ladder`, `keisei.training.callback_system`, ...).
+Imports inside functions and `TYPE_CHECKING` blocks count as much as those at the top of a
+module."""
 
 from __future__ import annotations
 
 import ast
+from itertools import pairwise
 from pathlib import Path
-
-import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "keisei"
 
@@ -81,6 +82,62 @@ def edges() -> list[tuple[str, str, str, int]]:
     return result
 
 
+def part_of(module: str, unit: str) -> str:
+    """The part of `unit` that `module` is in: the sub-package or module right below the unit
+    (`keisei.evaluation.ladder.run` -> `keisei.evaluation.ladder`); the unit itself for its
+    `__init__`."""
+    below = module.removeprefix(unit).lstrip(".")
+    return f"{unit}.{below.split('.')[0]}" if below else unit
+
+
+def part_edges() -> list[tuple[str, str, str, int]]:
+    """(importing part, imported part, file, line) for every import between two parts of one
+    unit. A package's own `__init__` (its face, handing names on) is no part."""
+    result = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = module_name(path)
+        unit = unit_of(module)
+        if unit is None:
+            continue
+        source = part_of(module, unit)
+        for line, imported in imported_modules(path):
+            if unit_of(imported) != unit:
+                continue
+            target = part_of(imported, unit)
+            if unit not in (source, target) and target != source:
+                result.append((source, target, str(path.relative_to(PACKAGE.parent)), line))
+    return result
+
+
+def find_cycle(pairs: list[tuple[str, str]]) -> list[str] | None:
+    """A cycle among the (source, target) pairs, as the list of nodes along it; None if none."""
+    graph: dict[str, set[str]] = {}
+    for source, target in pairs:
+        graph.setdefault(source, set()).add(target)
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(node: str) -> list[str] | None:
+        if node in visiting:
+            return visiting[visiting.index(node) :] + [node]
+        if node in done:
+            return None
+        visiting.append(node)
+        for target in sorted(graph.get(node, ())):
+            cycle = visit(target)
+            if cycle is not None:
+                return cycle
+        visiting.pop()
+        done.add(node)
+        return None
+
+    for node in sorted(graph):
+        cycle = visit(node)
+        if cycle is not None:
+            return cycle
+    return None
+
+
 def test_every_module_belongs_to_a_layer():
     edges()  # raises for a module outside every layer
 
@@ -96,26 +153,20 @@ def test_no_import_runs_upward():
 
 
 def test_packages_import_each_other_without_cycles():
-    graph: dict[str, set[str]] = {}
-    for source, target, _, _ in edges():
-        graph.setdefault(source, set()).add(target)
-    visiting: list[str] = []
-    done: set[str] = set()
+    cycle = find_cycle([(source, target) for source, target, _, _ in edges()])
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
-    def visit(unit: str) -> None:
-        if unit in visiting:
-            cycle = visiting[visiting.index(unit) :] + [unit]
-            pytest.fail("import cycle: " + " -> ".join(cycle))
-        if unit in done:
-            return
-        visiting.append(unit)
-        for target in sorted(graph.get(unit, ())):
-            visit(target)
-        visiting.pop()
-        done.add(unit)
 
-    for unit in sorted(graph):
-        visit(unit)
+def test_the_parts_of_a_package_import_each_other_without_cycles():
+    """E.g. the callback system never imports the contract modules built on it
+    (`keisei.training.callbacks`, `keisei.training.callback_manager`), and the ladder never
+    imports evaluation during training, which plays its references."""
+    found = part_edges()
+    cycle = find_cycle([(source, target) for source, target, _, _ in found])
+    links = set(pairwise(cycle or []))
+    where = [f"{file}:{line}: {source} imports {target}"
+             for source, target, file, line in found if (source, target) in links]  # fmt: skip
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or []) + "\n" + "\n".join(where)
 
 
 def test_the_checker_sees_an_upward_import(tmp_path: Path):
@@ -125,3 +176,15 @@ def test_the_checker_sees_an_upward_import(tmp_path: Path):
     modules = [name for _, name in imported_modules(source)]
     assert modules == ["keisei.training.trainer"]
     assert layer_of(unit_of(modules[0]) or "") > layer_of("keisei.evaluation")
+
+
+def test_the_part_checker_sees_a_cycle_inside_a_package():
+    """The checker itself: two sub-packages that import each other are a cycle."""
+    unit = "keisei.evaluation"
+    assert part_of("keisei.evaluation.ladder.run", unit) == "keisei.evaluation.ladder"
+    assert part_of("keisei.evaluation.match", unit) == "keisei.evaluation.match"
+    assert part_of(unit, unit) == unit
+    pairs = [("keisei.evaluation.ladder", "keisei.evaluation.players"),
+             ("keisei.evaluation.players", "keisei.evaluation.ladder")]  # fmt: skip
+    assert find_cycle(pairs) is not None
+    assert find_cycle(pairs[:1]) is None
