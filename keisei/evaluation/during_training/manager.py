@@ -110,7 +110,7 @@ def _reference_opponents(
     job: EvaluationJob, registry: EloRegistry, taken: set[str]
 ) -> list[tuple[Player, Choice]]:
     """The ladder references this evaluation plays (none already among `taken` player names),
-    chosen from the registries as `reference_opponents.py` describes."""
+    chosen from the registries as `ladder/reference_opponents.py` describes."""
     ladder = job.ladder
     if ladder is None or not job.references or job.settings.reference_opponents <= 0:
         return []

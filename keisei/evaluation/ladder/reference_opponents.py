@@ -14,7 +14,7 @@ Which ones:
   run's Elo registry (`fit_run`, references fixed at their stored ratings), 0 before any. A rated
   reference counts as passed when its rating is at most the agent's.
 - When it holds none (e.g. a fresh machine), the references keep the ladder's order and one counts
-  as passed when the ladder's sequential test (`ladder_stopping.verdict`, `ladder.min_games` and
+  as passed when the ladder's sequential test (`stopping.verdict`, `ladder.min_games` and
   `ladder.confidence`) says "passed" over this run's latest `ladder.games_per_reference` games
   against it (by any of the run's players; the latest only, so that early snapshots' defeats do
   not hold a stronger agent back).
@@ -27,7 +27,7 @@ shifted to stay within the list at either end. A reference that is already a fix
 
 The games go into the run's Elo registry like all evaluation games. `fit_run` rates the run with
 random fixed at 0 and every reference with a stored rating fixed at it, so the run's curve is on
-the ladder's scale (with the ladder's fitter, `ladder_ratings.fit_with_fixed`); without stored
+the ladder's scale (with the ladder's fitter, `bradley_terry.fit_with_fixed`); without stored
 ratings the references are fitted with the run's players.
 
 A time-limited reference (the default ladder's 100 ms a move) plays in the background worker at
