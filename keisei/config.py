@@ -186,6 +186,15 @@ class SelfPlayConfig(_Section):
     past_opponents: PositiveInt = 3
     """The opponent is drawn (uniformly) from this many newest checkpoints of the run, again
     each time the step reaches a multiple of `training.checkpoint_interval_timesteps`."""
+    playouts: Annotated[int, Field(strict=True, ge=0)] = 0
+    """Search-improved self-play: the learner's moves come from a Gumbel root search with this
+    many playouts (2 to 32 is its range), batched across the games, and the policy learns the
+    search's improved policy (`policy_target`); 0 is plain PPO, moves sampled from the policy."""
+    considered: Annotated[int, Field(strict=True, ge=2)] = 16
+    """Moves the Gumbel search considers at the root (sampled from the policy by Gumbel top-k)."""
+    policy_target: Literal["improved", "improved+ppo"] = "improved"
+    """With `playouts` > 0: the cross-entropy to the improved policy replaces the PPO surrogate
+    (`improved`) or is added to it (`improved+ppo`)."""
 
 
 class EvaluationConfig(_Section):

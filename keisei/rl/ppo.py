@@ -27,7 +27,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from keisei.config import PPOConfig
 from keisei.model.network import ActorCritic, masked_logits
+from keisei.rl.improved_policy import improved_policy_loss
 from keisei.rl.rollout import Rollout
+
+POLICY_TARGETS = ("improved", "improved+ppo")
 
 
 def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
@@ -118,7 +121,14 @@ class PPO:
         device: torch.device,
         world_size: int = 1,
         minibatches: int | None = None,
+        policy_target: str = "improved",
     ) -> None:
+        if policy_target not in POLICY_TARGETS:
+            raise ValueError(f"policy_target must be one of {POLICY_TARGETS}: {policy_target!r}")
+        self.policy_target = policy_target
+        """With a rollout of search-improved self-play (`Rollout.targets`): `improved` trains the
+        policy by the cross-entropy to the improved policy alone, `improved+ppo` adds it to the
+        surrogate (`improved_policy.py`)."""
         self.model = model
         self.config = config
         self.device = device
@@ -162,7 +172,15 @@ class PPO:
         cfg = self.config
         size = len(rollout)
         sums = dict.fromkeys(
-            ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm"),
+            (
+                "policy_loss",
+                "value_loss",
+                "entropy",
+                "approx_kl",
+                "clip_fraction",
+                "grad_norm",
+                "improved_cross_entropy",
+            ),
             0.0,
         )
         minibatches = 0
@@ -188,6 +206,8 @@ class PPO:
                     break
         if self.scheduler is not None:
             self.scheduler.step()
+        if rollout.targets is None:
+            del sums["improved_cross_entropy"]
         stats = {f"ppo/{key}": value / max(minibatches, 1) for key, value in sums.items()}
         stats["ppo/explained_variance"] = explained_variance(rollout.values, rollout.returns)
         averaged = self._mean_over_ranks(list(stats.values()))
@@ -205,6 +225,7 @@ class PPO:
         if cfg.normalize_advantages:
             advantages = normalized_advantages(advantages, self.world_size)
         returns = rollout.returns[index]
+        targets = None if rollout.targets is None else rollout.targets[index]
 
         logits, values = self.forward(obs)
         policy_loss, value_loss, entropy, ratio, log_ratio = ppo_losses(
@@ -218,6 +239,14 @@ class PPO:
             clip_coef=cfg.clip_coef,
             normalize_advantages=False,  # done above, over every rank's share
         )
+        improved = 0.0
+        if targets is not None:
+            cross_entropy = improved_policy_loss(logits, mask, targets)
+            improved = cross_entropy.item()
+            if self.policy_target == "improved":
+                policy_loss = cross_entropy
+            else:
+                policy_loss = policy_loss + cross_entropy
         loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
 
         self.optimizer.zero_grad(set_to_none=True)
@@ -243,4 +272,5 @@ class PPO:
             "approx_kl": approx_kl.item(),
             "clip_fraction": clip_fraction.item(),
             "grad_norm": float(grad_norm),
+            "improved_cross_entropy": improved,
         }

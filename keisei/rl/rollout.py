@@ -3,6 +3,11 @@
 Some games may be played against a frozen past opponent (`VersusGames`): its moves are played
 but left out of the rollout, which then holds fewer than `steps * N` samples.
 
+With a `GumbelSearch` (search-improved self-play, `selfplay.playouts` > 0) the learner's moves are
+the search's, all games searched together each ply, and the rollout also holds each move's
+improved policy (`Rollout.targets`), the policy's training target (`improved_policy.py`); the
+stored log-probability and value are the network's own at the root, as without search.
+
 `SelfPlayCollector.collect()` plays `steps` plies in each of the env's games with the current
 policy (under `torch.inference_mode()`), keeping each transition from the mover's point of view,
 then computes per-player GAE. Games run on across rollouts; a game cut by the end of a rollout is
@@ -19,9 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from keisei.config import SelfPlayConfig
 from keisei.model.network import ActorCritic, masked_logits
 from keisei.rl.gae import selfplay_gae
 from keisei.rl.versus import VersusGames
+from keisei.search.batch_evaluator import BatchEvaluator
+from keisei.search.gumbel import GumbelSearch
 from keisei.shogi import NUM_LABELS, OBS_SHAPE, VecShogiEnv
 from keisei.timing import SectionTimer
 
@@ -130,6 +138,8 @@ class Rollout:
     advantages: torch.Tensor
     returns: torch.Tensor
     games_finished: int
+    targets: torch.Tensor | None = None
+    """With search: each position's improved policy over the labels (0 on illegal ones)."""
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])
@@ -145,6 +155,18 @@ def sample_actions(
     return actions, logp.gather(1, actions[:, None]).squeeze(-1), values.float()
 
 
+def self_play_search(
+    model: ActorCritic, config: SelfPlayConfig, num_envs: int, device: torch.device
+) -> GumbelSearch | None:
+    """The Gumbel root search of search-improved self-play (`selfplay.playouts` > 0), sized so
+    that one forward pass takes the leaves of a round of every game; None for plain PPO."""
+    if config.playouts == 0:
+        return None
+    rows = num_envs * min(config.considered, config.playouts)
+    evaluator = BatchEvaluator(model, rows, device)
+    return GumbelSearch(evaluator, config.playouts, considered=config.considered)
+
+
 class SelfPlayCollector:
     """Plays the env's games with the model and fills a rollout buffer."""
 
@@ -157,9 +179,11 @@ class SelfPlayCollector:
         gae_lambda: float,
         timer: SectionTimer | None = None,
         versus: VersusGames | None = None,
+        search: GumbelSearch | None = None,
     ) -> None:
         self.env = env
         self.versus = versus or VersusGames(0)
+        self.search = search
         self.steps = steps
         self.device = device
         self.gamma = gamma
@@ -181,6 +205,9 @@ class SelfPlayCollector:
         self._dones = np.zeros((steps, n), dtype=bool)
         self._learner = np.ones((steps, n), dtype=bool)
         """Which moves were the learner's (not a past opponent's): only those are trained on."""
+        self._targets = (
+            np.zeros((steps, n, NUM_LABELS), dtype=np.float32) if search is not None else None
+        )
         self._current_obs: np.ndarray | None = None
         self._current_mask: np.ndarray | None = None
 
@@ -215,12 +242,16 @@ class SelfPlayCollector:
             for t in range(self.steps):
                 self._obs[t] = obs
                 self._masks[t] = mask
+                if self.search is not None:
+                    with self.timer.section("search"):
+                        labels = self._searched_moves(t)
                 with self.timer.section("inference"), torch.inference_mode():
                     obs_t, mask_t = self._to_device(obs, mask)
-                    actions, logprobs, values = sample_actions(model, obs_t, mask_t)
-                    labels = actions.cpu().numpy()
-                    self._logprobs[t] = logprobs.cpu().numpy()
-                    self._values[t] = values.cpu().numpy()
+                    if self.search is None:
+                        actions, logprobs, values = sample_actions(model, obs_t, mask_t)
+                        labels = actions.cpu().numpy()
+                        self._logprobs[t] = logprobs.cpu().numpy()
+                        self._values[t] = values.cpu().numpy()
                     learner = self.versus.play(obs_t, mask_t, self.env.to_move, labels)
                 self._learner[t] = True if learner is None else learner
                 self._actions[t] = labels
@@ -248,6 +279,27 @@ class SelfPlayCollector:
             rollout = self._flatten(advantages, returns, finished)
         return rollout
 
+    def _searched_moves(self, t: int) -> np.ndarray:
+        """The search's move in every game where the learner is to move (the others are the
+        past opponent's, chosen after); their improved policies, log-probabilities and root
+        values stored at ply `t`."""
+        assert self.search is not None and self._targets is not None
+        n = self.env.num_envs
+        rows = np.setdiff1d(np.arange(n), self.versus.opponent_rows(self.env.to_move))
+        games = self.env.games
+        results = self.search.run_many([games[i] for i in rows])
+        labels = np.zeros(n, dtype=np.int64)
+        self._targets[t] = 0.0
+        self._logprobs[t] = 0.0
+        self._values[t] = 0.0
+        for row, result in zip(rows, results, strict=True):
+            labels[row] = result.label
+            self._targets[t, row, result.labels] = result.improved
+            chosen = int(np.flatnonzero(result.labels == result.label)[0])
+            self._logprobs[t, row] = np.log(max(float(result.prior[chosen]), 1e-30))
+            self._values[t, row] = result.value
+        return labels
+
     def _flatten(self, advantages: np.ndarray, returns: np.ndarray, finished: int) -> Rollout:
         """The learner's moves of the rollout, flattened (a past opponent's moves left out)."""
         keep = None if self._learner.all() else self._learner.reshape(-1)
@@ -267,4 +319,5 @@ class SelfPlayCollector:
             advantages=tensor(advantages),
             returns=tensor(returns),
             games_finished=finished,
+            targets=None if self._targets is None else tensor(self._targets),
         )

@@ -43,6 +43,12 @@ class VersusGames:
             model.requires_grad_(False)
         self.opponent, self.opponent_name = model, name
 
+    def opponent_rows(self, to_move: np.ndarray) -> np.ndarray:
+        """The games (indices) where the opponent is to move (`to_move`: each game's side)."""
+        if self.opponent is None or self.count == 0:
+            return np.zeros(0, dtype=np.intp)
+        return np.flatnonzero(to_move[: self.count] != self.learner_side)
+
     def play(
         self, obs: torch.Tensor, mask: torch.Tensor, to_move: np.ndarray, labels: np.ndarray
     ) -> np.ndarray | None:
@@ -50,7 +56,7 @@ class VersusGames:
         which games' moves are the learner's, or None when all of them are."""
         if self.opponent is None or self.count == 0:
             return None
-        theirs = np.flatnonzero(to_move[: self.count] != self.learner_side)
+        theirs = self.opponent_rows(to_move)
         learner = np.ones(len(labels), dtype=bool)
         if theirs.size:
             learner[theirs] = False

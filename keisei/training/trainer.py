@@ -38,7 +38,7 @@ from keisei.evaluation.during_training.manager import EvaluationManager
 from keisei.model import ActorCritic, Architecture, choose_precision
 from keisei.model.precision import allow_tf32
 from keisei.rl.ppo import PPO
-from keisei.rl.rollout import GameStats, SelfPlayCollector
+from keisei.rl.rollout import GameStats, SelfPlayCollector, self_play_search
 from keisei.rl.versus import VersusGames
 from keisei.shogi import VecShogiEnv
 from keisei.timing import SectionTimer
@@ -134,6 +134,7 @@ class Trainer:
             self.device,
             world.size,
             minibatches=max(steps_per_epoch // config.ppo.minibatch_size, 1),
+            policy_target=config.selfplay.policy_target,
         )
         self.timer = SectionTimer()
         versus = VersusGames(round(config.selfplay.past_opponent_share * env_cfg.num_envs))
@@ -145,12 +146,15 @@ class Trainer:
             config.ppo.gae_lambda,
             self.timer,
             versus,
+            self_play_search(self.model, config.selfplay, env_cfg.num_envs, self.device),
         )
         self.ranks = RankStates(world, self.collector)
         self.store = CheckpointStore.from_config(config.checkpoint, self.layout.checkpoints)
         self.checkpoint_saver: CheckpointSaver = self.store.saver(self._training_state)
         if evaluator is None and config.evaluation.enable_periodic_evaluation and world.is_main:
-            evaluator = EvaluationManager(config.evaluation, self.run_dir, config.ladder)
+            evaluator = EvaluationManager(
+                config.evaluation, self.run_dir, config.ladder, precision=config.ppo.amp
+            )
         self.evaluator = evaluator
         self.manager = CallbackManager(config, self.run_dir, rank=world.rank, world_size=world.size)
         self.manager.setup_default_callbacks()

@@ -168,3 +168,24 @@ def test_the_same_command_runs_under_plain_torchrun(tmp_path: Path):
     assert latest_step(tmp_path / "torchrun") == 128
     manifest = read_manifest(resolve_checkpoint(tmp_path / "torchrun"))
     assert manifest["extra"]["world_size"] == 2
+
+
+def test_two_ranks_agree_with_search_improved_self_play(tmp_path: Path):
+    """With `selfplay.playouts` > 0 each rank searches its own games; the update still leaves
+    both ranks with the same weights after every epoch."""
+    overrides = [
+        "training.total_timesteps=256",
+        "selfplay.playouts=4",
+        extra_callbacks(probe("WeightDigest")),
+    ]
+    result = run(train_command("search", tmp_path, overrides, *TWO))
+    assert result.returncode == 0, result.stderr[-3000:]
+    digests: dict[int, dict[int, str]] = {0: {}, 1: {}}
+    for row in read_notes(tmp_path / "search"):
+        if row["kind"] == "weights":
+            digests[row["rank"]][row["step"]] = row["digest"]
+    assert sorted(digests[0]) == [64, 128, 192, 256]
+    assert digests[0] == digests[1]
+    assert len(set(digests[0].values())) == 4
+    rows = [r for r in read_metrics(RunLayout(tmp_path / "search").metrics) if "ppo/entropy" in r]
+    assert all("ppo/improved_cross_entropy" in r for r in rows)

@@ -70,17 +70,19 @@ def test_tiny_run_trains_end_to_end_with_checkpoints_on_schedule(tmp_path: Path)
     assert list((plan.run_dir / "tensorboard").glob("events.out.tfevents.*"))
 
 
-@pytest.mark.parametrize("amp", ["off", "bf16"])
-def test_resume_gives_bitwise_identical_weights(tmp_path: Path, amp: str):
-    precision = f"ppo.amp={amp}"
-    straight = Trainer(tiny_plan(tmp_path, "straight", precision))
-    assert straight.precision.name == {"off": "float32", "bf16": "bf16"}[amp]
+@pytest.mark.parametrize(
+    "setting",
+    ["ppo.amp=off", "ppo.amp=bf16", "selfplay.playouts=4"],
+    ids=["float32", "bf16", "search-improved"],
+)
+def test_resume_gives_bitwise_identical_weights(tmp_path: Path, setting: str):
+    straight = Trainer(tiny_plan(tmp_path, "straight", setting))
     straight.train()
 
-    first_half = Trainer(tiny_plan(tmp_path, "halves", precision, "training.total_timesteps=128"))
+    first_half = Trainer(tiny_plan(tmp_path, "halves", setting, "training.total_timesteps=128"))
     first_half.train()
     resumed = Trainer(
-        tiny_plan(tmp_path, "halves", precision, "training.total_timesteps=256", resume="latest")
+        tiny_plan(tmp_path, "halves", setting, "training.total_timesteps=256", resume="latest")
     )
     assert resumed.global_timestep == 128
     resumed.train()
