@@ -18,6 +18,10 @@ Run: `.venv/bin/python benchmarks/bench_network.py [--sizes 2x32 6x128se] [--thr
 
 from __future__ import annotations
 
+import keisei  # noqa: F401  (first: it sets OpenMP's wait policy before torch loads, as `keisei` does)
+
+# isort: split
+
 import argparse
 import statistics
 import time

@@ -28,6 +28,10 @@ the default architecture (the match then measures what search adds to a random-i
 
 from __future__ import annotations
 
+import keisei  # noqa: F401  (first: it sets OpenMP's wait policy before torch loads, as `keisei` does)
+
+# isort: split
+
 import argparse
 import math
 import statistics

@@ -20,6 +20,10 @@ too, and on CUDA its share of the device's peak (MFU; `--peak-tflops` for a devi
 
 from __future__ import annotations
 
+import keisei  # noqa: F401  (first: it sets OpenMP's wait policy before torch loads, as `keisei` does)
+
+# isort: split
+
 import argparse
 import logging
 import resource
