@@ -9,8 +9,10 @@ machine slows all alike), and reported as the median time and its ratio to the f
   self-play batch, `env.num_envs`), as the rollouts and evaluation do it.
 
 Variants: float32 (the baseline), bf16 autocast (`keisei.model.precision`, the tower in bf16),
-each also in `channels_last` memory format, and with `--compile` under `torch.compile`; and
-`--threads` torch thread counts (the update and inference may want different ones).
+each also with the model's weights in `channels_last` memory format (the network always feeds
+its input channels_last), bf16 inference under `no_grad` instead of `inference_mode`, and with
+`--compile` under `torch.compile`; and `--threads` torch thread counts (the update and inference
+may want different ones).
 
 Run: `.venv/bin/python benchmarks/bench_network.py [--sizes 2x32 6x128se] [--threads 1 2]
 [--compile] [--trials 7]`
@@ -23,6 +25,7 @@ import keisei  # noqa: F401  (first: it sets OpenMP's wait policy before torch l
 # isort: split
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -50,6 +53,8 @@ class Variant:
     precision: Precision
     channels_last: bool = False
     compiled: bool = False
+    no_grad: bool = False
+    """Inference under `torch.no_grad()` instead of `torch.inference_mode()`."""
 
 
 def build(arch: Architecture, variant: Variant) -> tuple[ActorCritic, Callable[..., object]]:
@@ -77,9 +82,11 @@ def update_seconds(model: ActorCritic, forward: Callable[..., object], obs: torc
     return time.perf_counter() - start
 
 
-def inference_seconds(forward: Callable[..., object], obs: torch.Tensor, repeats: int) -> float:
+def inference_seconds(
+    forward: Callable[..., object], obs: torch.Tensor, repeats: int, no_grad: bool = False
+) -> float:
     start = time.perf_counter()
-    with torch.inference_mode():
+    with torch.no_grad() if no_grad else torch.inference_mode():
         for _ in range(repeats):
             forward(obs)
     return (time.perf_counter() - start) / repeats
@@ -100,11 +107,13 @@ def main() -> None:
         Variant("bf16", BF16),
         Variant("float32 channels_last", FLOAT32, channels_last=True),
         Variant("bf16 channels_last", BF16, channels_last=True),
+        Variant("bf16 no_grad (not inference_mode)", BF16, no_grad=True),
     ]
     if args.compile:
         variants += [Variant("float32 compiled", FLOAT32, compiled=True)]
         variants += [Variant("bf16 compiled", BF16, compiled=True)]
-    print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     for size in args.sizes:
         arch = parse_size(size)
         for threads in args.threads:
@@ -122,10 +131,10 @@ def main() -> None:
                     obs = batch(args.batch, v.channels_last)
                     update[v.name].append(update_seconds(model, forward, obs))
                     small = batch(args.infer_batch, v.channels_last)
-                    infer[v.name].append(inference_seconds(forward, small, 5))
+                    infer[v.name].append(inference_seconds(forward, small, 5, v.no_grad))
             print(f"\n{size}, {threads} thread(s), medians of {args.trials} trials")
             print(
-                f"  {'variant':<24}{'update ms':>11}{'vs f32':>8}"
+                f"  {'variant':<36}{'update ms':>11}{'vs f32':>8}"
                 f"{'infer ms':>11}{'vs f32':>8}{'positions/s':>13}"
             )
             base_u = statistics.median(update["float32"])
@@ -133,7 +142,7 @@ def main() -> None:
             for v in variants:
                 u, i = statistics.median(update[v.name]), statistics.median(infer[v.name])
                 print(
-                    f"  {v.name:<24}{u * 1e3:>11.1f}{base_u / u:>7.2f}x"
+                    f"  {v.name:<36}{u * 1e3:>11.1f}{base_u / u:>7.2f}x"
                     f"{i * 1e3:>11.2f}{base_i / i:>7.2f}x{args.infer_batch / i:>13,.0f}"
                 )
 
