@@ -373,6 +373,12 @@ class CallbacksConfig(_Section):
 
 class CheckpointConfig(_Section):
     keep_last: PositiveInt = 5
+    """The newest checkpoints kept among those not rated (with `keep_rated`: all of them)."""
+    keep_rated: bool = True
+    """Never delete a rated checkpoint (with an `evaluation.json`, or a player in the run's Elo
+    registry or the ladder database); `keep_last` counts the others. False: plain retention, and
+    `keisei ratings` marks the players whose checkpoint is gone. Either way a checkpoint an
+    evaluation waits for is kept until that evaluation has finished."""
     keep_every_timesteps: PositiveInt | None = None
     """Also keep every checkpoint whose step is a multiple of this (None: none extra)."""
     best_metric: str | None = None

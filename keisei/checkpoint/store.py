@@ -5,11 +5,12 @@ A checkpoint is a directory `step_000123456/` holding `model.safetensors`, `opti
 each data file and of its own content). A save copies the state to CPU memory, which is all the
 training loop waits for; a background thread writes into a temporary directory beside the target,
 fsyncs, renames it into place, updates the `latest` pointer atomically, then applies the retention
-policy, and logs the checkpoint as saved only then. At most one write is in flight. A failed write
-is logged at once; it never stops the next `save()` from being tried. How each write ended is
-handed out by `take_outcomes()` (the checkpoint callback counts failures in a row with it), and a
-failure nobody took is raised by `flush()` or `close()`. A `save(..., wait=True)` (or a synchronous
-store) raises its own failure at once. Loading verifies every checksum and never uses pickle.
+policy (which never deletes a rated checkpoint, nor one in use: see `pin`), and logs the
+checkpoint as saved only then. At most one write is in flight. A failed write is logged at once;
+it never stops the next `save()` from being tried. How each write ended is handed out by
+`take_outcomes()` (the checkpoint callback counts failures in a row with it), and a failure nobody
+took is raised by `flush()` or `close()`. A `save(..., wait=True)` (or a synchronous store) raises
+its own failure at once. Loading verifies every checksum and never uses pickle.
 
 Typical use::
 
@@ -48,7 +49,7 @@ from keisei.checkpoint.layout import (
 )
 from keisei.checkpoint.load import LoadedCheckpoint, architecture_differences, load_checkpoint
 from keisei.checkpoint.manifest import read_manifest
-from keisei.checkpoint.retention import RetentionPolicy
+from keisei.checkpoint.retention import PinSource, RetentionPolicy
 from keisei.checkpoint.snapshot import Snapshot, StagingBuffers, TrainingState, take_snapshot
 from keisei.checkpoint.writer import CheckpointWriter
 from keisei.log import get_logger
@@ -73,10 +74,11 @@ class CheckpointStore:
         keep_last: int = 5,
         keep_every: int | None = None,
         best_metric: str | None = None,
+        keep_rated: bool = True,
         async_save: bool = True,
     ) -> None:
         self._directory = Path(directory)
-        self.policy = RetentionPolicy(keep_last, keep_every, best_metric)
+        self.policy = RetentionPolicy(keep_last, keep_every, best_metric, keep_rated)
         self.async_save = async_save
         self._buffers = StagingBuffers()
         self._executor: ThreadPoolExecutor | None = None
@@ -94,8 +96,16 @@ class CheckpointStore:
             keep_last=cfg.keep_last,
             keep_every=cfg.keep_every_timesteps,
             best_metric=cfg.best_metric,
+            keep_rated=cfg.keep_rated,
             async_save=cfg.async_save,
         )
+
+    def pin(self, source: PinSource, *, rated: bool = False) -> None:
+        """From now on, retention keeps the checkpoints of the steps `source()` returns (asked
+        at each retention, in the writer thread): always, or with `rated` (players in a
+        rating) only while the policy's `keep_rated` is on. A source that raises makes that
+        retention delete nothing, with a warning. Register sources before the first save."""
+        self._writer.pins.append((source, rated))
 
     @property
     def directory(self) -> Path:

@@ -5,7 +5,9 @@
    content), fsync it and the directory. A directory without a manifest is never a checkpoint.
 2. Rename the temporary directory to `step_...` and fsync the store directory.
 3. Replace the `latest` pointer atomically (write, fsync, rename, fsync).
-4. Apply the retention policy, never touching what `latest` names.
+4. Apply the retention policy, never touching what `latest` names nor a pinned checkpoint (rated
+   or in use, see `retention.py`). When what is pinned cannot be told (a pin source failed), no
+   checkpoint is deleted this time.
 
 A snapshot that is not clean (training stopped mid-epoch) is written the same way under its own
 name (`step_...-interrupted`), but steps 3 and 4 are skipped: `latest` keeps naming the last clean
@@ -47,8 +49,8 @@ from keisei.checkpoint.layout import (
     step_of,
 )
 from keisei.checkpoint.manifest import read_manifest
-from keisei.checkpoint.results import read_evaluation
-from keisei.checkpoint.retention import RetentionPolicy
+from keisei.checkpoint.results import EVALUATION_FILE, read_evaluation
+from keisei.checkpoint.retention import PinSource, RetentionPolicy
 from keisei.checkpoint.snapshot import Snapshot
 from keisei.log import get_logger
 
@@ -61,6 +63,8 @@ class CheckpointWriter:
     def __init__(self, directory: Path, policy: RetentionPolicy) -> None:
         self.directory = directory
         self.policy = policy
+        self.pins: list[tuple[PinSource, bool]] = []
+        """(source, rated): the pin sources retention asks; a rated one only with `keep_rated`."""
         self._stale_removed = False
 
     def commit(self, snapshot: Snapshot) -> Path:
@@ -131,6 +135,19 @@ class CheckpointWriter:
             return None
         return float(value) if isinstance(value, int | float) else None
 
+    def _pinned(self, by_step: dict[int, Path]) -> set[int]:
+        """The steps retention may not delete (raises when a pin source fails)."""
+        keep_rated = self.policy.keep_rated
+        pinned = (
+            {step for step, path in by_step.items() if (path / EVALUATION_FILE).is_file()}
+            if keep_rated
+            else set()
+        )
+        for source, rated in list(self.pins):
+            if keep_rated or not rated:
+                pinned.update(int(step) for step in source())
+        return pinned
+
     def _apply_retention(self) -> None:
         """Delete what the policy does not keep; a failure here loses nothing, so it only warns."""
         try:
@@ -144,8 +161,19 @@ class CheckpointWriter:
             except CheckpointCorruptError:
                 pointer = None
             protected = {step_of(pointer) or 0} if pointer is not None else set()
+            try:
+                pinned = self._pinned(by_step)
+            except Exception as exc:
+                _logger.warning(
+                    "retention in %s skipped (nothing deleted): which checkpoints are rated or "
+                    "in use is unknown: %s: %s",
+                    self.directory,
+                    type(exc).__name__,
+                    exc,
+                )
+                return
             entries = [(step, self._metric(path)) for step, path in by_step.items()]
-            for step in self.policy.to_delete(entries, protected=protected):
+            for step in self.policy.to_delete(entries, protected=protected, pinned=pinned):
                 path = by_step[step]
                 trash = self.directory / f"{TRASH_PREFIX}{path.name}-{secrets.token_hex(4)}"
                 os.rename(path, trash)

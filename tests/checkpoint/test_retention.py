@@ -1,14 +1,17 @@
-"""Retention keeps the last K, every multiple of `keep_every`, the best by metric, and `latest`."""
+"""Retention keeps the last K, every multiple of `keep_every`, the best by metric, and `latest`;
+and, beyond those K, every pinned checkpoint: rated (with `keep_rated`) or in use."""
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keisei.checkpoint import CheckpointStore
+from keisei.checkpoint import CheckpointStore, checkpoint_name, record_evaluation
 from keisei.checkpoint.retention import RetentionPolicy
 from tests.checkpoint.helpers import (
     assert_same_tensors,
@@ -124,3 +127,85 @@ def test_symlinked_checkpoint_is_neither_followed_nor_deleted_through(tmp_path: 
             store.save(make_state(step, model))
     assert (outside / "precious").read_text() == "keep me"
     assert _steps(store) == [4]
+
+
+# ---- rated and in-use checkpoints are pinned -------------------------------------------------
+
+
+def test_pinned_steps_are_kept_and_keep_last_counts_the_others() -> None:
+    policy = RetentionPolicy(keep_last=2)
+    entries = [(step, None) for step in (10, 20, 30, 40, 50)]
+    assert policy.to_delete(entries) == [10, 20, 30]
+    # 40 and 50 are pinned: the last two of the others are 20 and 30.
+    assert policy.to_delete(entries, pinned=[40, 50]) == [10]
+    assert policy.to_delete(entries, pinned=[10, 99]) == [20, 30]
+
+
+@given(
+    steps=st.sets(st.integers(0, 10_000), max_size=30),
+    pinned=st.sets(st.integers(0, 10_000), max_size=10),
+    keep_last=st.integers(1, 6),
+)
+def test_policy_never_deletes_a_pinned_step(
+    steps: set[int], pinned: set[int], keep_last: int
+) -> None:
+    deleted = RetentionPolicy(keep_last=keep_last).to_delete(
+        [(s, None) for s in steps], pinned=pinned
+    )
+    others = sorted(steps - pinned)
+    assert deleted == others[: max(len(others) - keep_last, 0)]
+
+
+def _rate(store: CheckpointStore, step: int) -> None:
+    record_evaluation(store.directory / checkpoint_name(step), {"evaluation/win_rate": 0.5})
+
+
+@pytest.mark.parametrize("keep_rated", [True, False])
+def test_a_checkpoint_with_evaluation_results_is_kept_while_keep_rated(
+    tmp_path: Path, keep_rated: bool
+) -> None:
+    model, optimizer, _ = make_training()
+    with CheckpointStore(tmp_path, keep_last=1, keep_rated=keep_rated, async_save=False) as store:
+        for step in (10, 20, 30, 40):
+            store.save(make_state(step, model, optimizer))
+            if step in (10, 20):
+                _rate(store, step)
+    assert _steps(store) == ([10, 20, 40] if keep_rated else [40])
+
+
+def test_pin_sources_rated_only_with_keep_rated_in_use_always(tmp_path: Path) -> None:
+    model, optimizer, _ = make_training()
+    in_use: set[int] = {10}
+    kept = {}
+    for keep_rated in (True, False):
+        directory = tmp_path / str(keep_rated)
+        store = CheckpointStore(directory, keep_last=1, keep_rated=keep_rated, async_save=False)
+        store.pin(lambda: set(in_use))
+        store.pin(lambda: [20], rated=True)
+        with store:
+            for step in (10, 20, 30, 40):
+                store.save(make_state(step, model, optimizer))
+        kept[keep_rated] = _steps(store)
+    assert kept == {True: [10, 20, 40], False: [10, 40]}
+    in_use.clear()  # the evaluation of 10 is over: the next commit may delete it
+    with CheckpointStore(tmp_path / "False", keep_last=1, keep_rated=False) as store:
+        store.pin(lambda: set(in_use))
+        store.save(make_state(50, model, optimizer))
+    assert _steps(store) == [50]
+
+
+def test_a_failing_pin_source_deletes_nothing_and_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model, _, _ = make_training()
+
+    def unreadable() -> list[int]:
+        raise sqlite3.DatabaseError("file is not a database")
+
+    with caplog.at_level(logging.WARNING, logger="keisei"):
+        with CheckpointStore(tmp_path, keep_last=1, async_save=False) as store:
+            store.pin(unreadable, rated=True)
+            for step in (1, 2, 3):
+                store.save(make_state(step, model))
+    assert _steps(store) == [1, 2, 3]
+    assert "retention in" in caplog.text and "file is not a database" in caplog.text
