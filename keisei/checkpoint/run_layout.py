@@ -14,6 +14,7 @@ from keisei.checkpoint.layout import CHECKPOINTS_SUBDIR, checkpoint_name
 
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "train.log"
+RANK_LOG_FILE = "train.rank{rank}.log"
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 ELO_DATABASE = "elo.sqlite"
@@ -39,7 +40,12 @@ class RunLayout:
 
     @property
     def log(self) -> Path:
+        """Rank 0's log (the whole log of a single process)."""
         return self.root / LOG_FILE
+
+    def rank_log(self, rank: int) -> Path:
+        """The log of rank `rank` of several (`train.log` for rank 0)."""
+        return self.log if rank == 0 else self.root / RANK_LOG_FILE.format(rank=rank)
 
     @property
     def metrics(self) -> Path:
