@@ -1,4 +1,6 @@
-"""`keisei evaluate`, `keisei ratings` and `keisei report` as a user runs them."""
+"""`keisei evaluate`, `keisei ratings` and `keisei report` as a user runs them: `keisei evaluate`
+as its own process; the others, and the refusals, through the same command line in this process
+(`main(argv)`, output captured), which spares each an interpreter start-up."""
 
 from __future__ import annotations
 
@@ -6,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from keisei.cli import main
 from keisei.evaluation.ratings.elo import EloRegistry
 from tests.support.checkpoints import save_checkpoint
 
@@ -16,11 +21,18 @@ def keisei(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def keisei_here(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`keisei ARGS` in this process: (exit code, stdout, stderr)."""
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def make_run(tmp_path: Path) -> Path:
     return save_checkpoint(tmp_path / "run", step=128)
 
 
-def test_evaluate_ratings_and_report(tmp_path: Path):
+def test_evaluate_ratings_and_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     run = make_run(tmp_path)
     result = keisei("evaluate", str(run), "--opponent", "greedy", "--games", "4",
                     "--max-plies", "80")  # fmt: skip
@@ -32,27 +44,31 @@ def test_evaluate_ratings_and_report(tmp_path: Path):
     with EloRegistry(run / "elo.sqlite") as registry:
         assert len(registry.games()) == 4
 
-    ratings = keisei("ratings", str(run))
-    assert ratings.returncode == 0, ratings.stderr
-    assert "run/step_000000128" in ratings.stdout and "greedy" in ratings.stdout
-    assert "95% interval" in ratings.stdout
+    code, out, err = keisei_here(capsys, "ratings", str(run))
+    assert code == 0, err
+    assert "run/step_000000128" in out and "greedy" in out
+    assert "95% interval" in out
 
-    report = keisei("report", str(run))
-    assert report.returncode == 0, report.stderr
+    code, out, err = keisei_here(capsys, "report", str(run))
+    assert code == 0, err
     for name in ("elo.png", "outcomes.png", "report.md"):
         assert (run / "report" / name).stat().st_size > 0
     assert "| run/step_000000128 vs greedy | 4 |" in (run / "report" / "report.md").read_text()
 
 
-def test_bad_input_is_named_and_nothing_is_written(tmp_path: Path):
+def test_bad_input_is_named_and_nothing_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
     run = make_run(tmp_path)
-    bad_opponent = keisei("evaluate", str(run), "--opponent", "stockfish", "--games", "2")
-    assert bad_opponent.returncode == 2
-    assert "unknown opponent 'stockfish'" in bad_opponent.stderr
-    missing = keisei("evaluate", str(tmp_path / "nowhere"), "--opponent", "random")
-    assert missing.returncode == 3
-    assert "nowhere" in missing.stderr
-    no_ratings = keisei("ratings", str(tmp_path / "empty"))
-    assert no_ratings.returncode == 2
-    assert "no Elo database" in no_ratings.stderr
+    code, _, err = keisei_here(capsys, "evaluate", str(run), "--opponent", "stockfish",
+                               "--games", "2")  # fmt: skip
+    assert code == 2
+    assert "unknown opponent 'stockfish'" in err
+    code, _, err = keisei_here(capsys, "evaluate", str(tmp_path / "nowhere"), "--opponent",
+                               "random")  # fmt: skip
+    assert code == 3
+    assert "nowhere" in err
+    code, _, err = keisei_here(capsys, "ratings", str(tmp_path / "empty"))
+    assert code == 2
+    assert "no Elo database" in err
     assert not (run / "elo.sqlite").exists()

@@ -5,12 +5,12 @@ configured timeout rather than a fixed start-up one."""
 from __future__ import annotations
 
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from keisei.cli import main
 from keisei.evaluation.match import MatchSettings, play_match
 from keisei.evaluation.players.builtin import RandomPlayer
 from keisei.evaluation.players.usi import UsiPlayer
@@ -106,37 +106,29 @@ def test_an_engine_found_dead_between_games_is_restarted_and_loses_nothing(tmp_p
     assert len(pids(pid_file)) == 3
 
 
-HUGE_DEFAULT_THEN_CLI = (
-    "import sys\n"
-    "from keisei.evaluation.players.usi_client import UsiEngine\n"
-    f"UsiEngine.__init__.__kwdefaults__['startup_timeout_s'] = {HUGE_S}\n"
-    "from keisei.cli import main\n"
-    "raise SystemExit(main(sys.argv[1:]))\n"
-)
-
-
 @pytest.mark.timeout(240)
-def test_keisei_evaluate_timeout_flag_bounds_an_engine_that_never_gets_ready(tmp_path: Path):
+@pytest.mark.usefixtures("huge_startup_default")
+def test_keisei_evaluate_timeout_flag_bounds_an_engine_that_never_gets_ready(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    # `keisei evaluate`'s command line in this process, so that the client's own start-up
+    # timeout is the huge one: only --timeout can end the wait.
     run = save_checkpoint(tmp_path / "run", step=32)
     opponent = "usi:" + fake_command("never_ready")
-    result = subprocess.run(
-        [sys.executable, "-c", HUGE_DEFAULT_THEN_CLI, "evaluate", str(run), "--opponent", opponent,
-         "--games", "2", "--max-plies", "20", "--timeout", "0.5"],
-        capture_output=True, text=True, timeout=200,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert "end reasons: engine_timeout 2" in result.stdout
+    code = main(["evaluate", str(run), "--opponent", opponent, "--games", "2", "--max-plies", "20",
+                 "--timeout", "0.5"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "end reasons: engine_timeout 2" in out
     with EloRegistry(run / "elo.sqlite") as registry:
         assert [g.reason for g in registry.games()] == ["engine_timeout"] * 2
 
 
-def test_keisei_evaluate_refuses_a_timeout_that_is_not_positive(tmp_path: Path):
+def test_keisei_evaluate_refuses_a_timeout_that_is_not_positive(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
     run = save_checkpoint(tmp_path / "run", step=32)
-    result = subprocess.run(
-        [sys.executable, "-m", "keisei.cli", "evaluate", str(run), "--opponent", "random",
-         "--games", "1", "--timeout", "0"],
-        capture_output=True, text=True, timeout=200,
-    )  # fmt: skip
-    assert result.returncode == 2
-    assert "--timeout must be a positive number of seconds, got 0" in result.stderr
+    code = main(["evaluate", str(run), "--opponent", "random", "--games", "1", "--timeout", "0"])
+    assert code == 2
+    assert "--timeout must be a positive number of seconds, got 0" in capsys.readouterr().err
     assert not (run / "elo.sqlite").exists()
