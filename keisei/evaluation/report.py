@@ -110,7 +110,8 @@ def _plot_elo(
     ax.set_xlabel("training step")
     ax.set_ylabel("Elo")
     ax.set_title("Agent rating over training")
-    ax.legend(loc="upper left")
+    if points:  # no agent rated yet: nothing labelled to explain
+        ax.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
