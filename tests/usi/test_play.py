@@ -9,6 +9,7 @@ import cshogi
 import cshogi.KIF
 import pytest
 
+from keisei.cli import main
 from keisei.shogi import ShogiGame
 from keisei.usi.play import kif_text, refusal
 from tests.usi.helpers import REPO, engine_env, keisei_command
@@ -80,14 +81,10 @@ def test_kif_text_marks_the_winner_of_a_resignation() -> None:
 
 
 @pytest.mark.parametrize("flags", [["--playouts", "-1"], ["--black", "--white"]])
-def test_bad_arguments_are_refused(run_dir: Path, flags: list[str]) -> None:
-    done = subprocess.run(
-        keisei_command("play", "--checkpoint", str(run_dir), *flags),
-        input="",
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=engine_env(),
-        timeout=60,
-    )
-    assert done.returncode == 2 and "usage" in done.stderr
+def test_bad_arguments_are_refused(
+    run_dir: Path, flags: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Refused by the argument parser, before any game: its command line, in this process.
+    with pytest.raises(SystemExit) as exited:
+        main(["play", "--checkpoint", str(run_dir), *flags])
+    assert exited.value.code == 2 and "usage" in capsys.readouterr().err
