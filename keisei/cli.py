@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import yaml
 from rich.console import Console
@@ -82,6 +83,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checkpoint_cell(path: str | None) -> str:
+    """A player's checkpoint (relative to here when below), or that it is gone: retention
+    deletes rated checkpoints only with `checkpoint.keep_rated: false`."""
+    if path is None:
+        return ""
+    checkpoint = Path(path)
+    if not checkpoint.is_dir():
+        return "(checkpoint deleted)"
+    here = Path.cwd()
+    return str(checkpoint.relative_to(here)) if checkpoint.is_relative_to(here) else path
+
+
 def _cmd_ratings(args: argparse.Namespace) -> int:
 
     from rich.table import Table
@@ -96,15 +109,16 @@ def _cmd_ratings(args: argparse.Namespace) -> int:
         players = registry.players()
         games = len(registry.games())
     table = Table(title=f"Maximum-likelihood Elo over {games} games (random = anchor)")
-    for column in ("player", "kind", "step", "games", "Elo", "95% interval", "incremental"):
-        table.add_column(column, justify="left" if column in ("player", "kind") else "right")
+    numbers = ("step", "games", "Elo", "95% interval", "incremental")
+    for column in ("player", "kind", *numbers, "checkpoint"):
+        table.add_column(column, justify="right" if column in numbers else "left")
     for player in sorted(players, key=lambda p: -fitted[p.name].rating if p.name in fitted else 0):
         fit = fitted.get(player.name)
         if fit is None:
             continue
         table.add_row(player.name, player.kind, "" if player.step is None else str(player.step),
                       str(fit.games), f"{fit.rating:.0f}", f"{fit.low:.0f} to {fit.high:.0f}",
-                      f"{player.rating:.0f}")  # fmt: skip
+                      f"{player.rating:.0f}", _checkpoint_cell(player.path))  # fmt: skip
     _stdout_console().print(table)
     from keisei.evaluation.ladder.registry import read_agent_ratings
 

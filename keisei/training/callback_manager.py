@@ -366,6 +366,15 @@ class CallbackManager:
         for cb in self._here():
             self.failures.teardown(cb, "close", cb.close)
 
+    def checkpoints_in_use(self) -> set[int]:
+        """The steps whose checkpoints an enabled callback here still needs; the trainer pins
+        them in its checkpoint store (see `Callback.checkpoints_in_use`)."""
+        steps: set[int] = set()
+        for cb in self._here():
+            if self.failures.enabled(cb):
+                steps.update(cb.checkpoints_in_use())
+        return steps
+
     # -------------------------------------------------------------------- state
 
     def state_dict(self) -> dict[str, Any]:

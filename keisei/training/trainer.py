@@ -35,6 +35,7 @@ from keisei.checkpoint import CheckpointStore, LoadedCheckpoint, TrainingState
 from keisei.checkpoint.run_layout import RunLayout
 from keisei.config import config_hash, config_to_dict
 from keisei.evaluation.during_training.manager import EvaluationManager
+from keisei.evaluation.during_training.rated import RatedCheckpoints
 from keisei.model import ActorCritic, Architecture, choose_precision
 from keisei.model.precision import allow_tf32
 from keisei.rl.ppo import PPO
@@ -164,6 +165,11 @@ class Trainer:
                 self.manager.add_async_callback(callback, every=every)
             else:
                 self.manager.add_callback(callback, every=every)
+        # Retention keeps what evaluations wait for or play and, with keep_rated, every player.
+        self.store.pin(self.manager.checkpoints_in_use)
+        if callable(in_use := getattr(evaluator, "checkpoints_in_use", None)):
+            self.store.pin(in_use)
+        self.store.pin(RatedCheckpoints(self.run_dir), rated=True)
         self.past_opponents = PastOpponents(
             versus,
             self.store,

@@ -202,13 +202,17 @@ class View:
     model: torch.nn.Module = field(default_factory=tiny_model)
     logger: logging.Logger = field(default_factory=lambda: get_logger("test-view"))
     keep_last: int = 100
+    keep_rated: bool = True
     async_save: bool = True
 
     def __post_init__(self) -> None:
         self.layout = RunLayout(self.run_dir)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.05)
         self.store = CheckpointStore(
-            self.layout.checkpoints, keep_last=self.keep_last, async_save=self.async_save
+            self.layout.checkpoints,
+            keep_last=self.keep_last,
+            keep_rated=self.keep_rated,
+            async_save=self.async_save,
         )
         self.checkpoint_saver: StateSaver | None = self.store.saver(self.training_state)
         self.metrics = MetricsRecorder([JsonlSink(self.layout.metrics)])

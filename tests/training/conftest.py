@@ -68,8 +68,9 @@ def make_evaluator() -> Iterator[Callable[..., ProcessEvaluator]]:
 
 @pytest.fixture
 def make_view(tmp_path: Path) -> Iterator[Callable[..., View]]:
-    """`make_view(manager, evaluator, run_dir=...)`: a real view in its own run directory (or in
-    `run_dir`, e.g. to resume a run); its store and metric sinks are closed at teardown."""
+    """`make_view(manager, evaluator, run_dir=..., keep_last=..., keep_rated=...)`: a real view in
+    its own run directory (or in `run_dir`, e.g. to resume a run), its store retaining as told;
+    its store and metric sinks are closed at teardown."""
     created: list[View] = []
 
     def make(
@@ -78,12 +79,16 @@ def make_view(tmp_path: Path) -> Iterator[Callable[..., View]]:
         *,
         run_dir: Path | None = None,
         step: int = 0,
+        keep_last: int = 100,
+        keep_rated: bool = True,
     ) -> View:
         view = View(
             run_dir=run_dir or tmp_path / f"run{len(created)}",
             manager=manager,
             evaluator=evaluator,
             global_timestep=step,
+            keep_last=keep_last,
+            keep_rated=keep_rated,
         )
         created.append(view)
         return view

@@ -392,6 +392,52 @@ def test_shutdown_cancels_work_past_the_limit_and_says_so(
     )
 
 
+def test_retention_keeps_a_checkpoint_until_its_evaluation_has_loaded_it(
+    make_manager: MakeManager, make_view: MakeView, make_evaluator: MakeEvaluator
+):
+    """keep_last 1, a checkpoint every epoch, an evaluation slower than an epoch: the checkpoint
+    it rates outlives the commits after it (even with keep_rated off), the others go."""
+    every_epoch = ("evaluation.evaluation_interval_timesteps=100",
+                   "training.checkpoint_interval_timesteps=100")  # fmt: skip
+    manager = async_evaluation(make_manager, *every_epoch)
+    callback = the_callback(manager)
+    view = make_view(manager, make_evaluator(delay_s=600.0), keep_last=1, keep_rated=False)
+    view.store.pin(manager.checkpoints_in_use)
+    manager.on_train_start(view)
+    end_epoch(manager, view, 100)  # due: waits for the checkpoint of 100
+    assert manager.checkpoints_in_use() == {100}
+    for step in (200, 300, 400):  # 100 runs; the triggers meanwhile are skipped
+        end_epoch(manager, view, step)
+    assert callback.running_steps == [100]
+    assert manager.checkpoints_in_use() == {100}
+    assert view.saved_steps() == [100, 400]
+    callback.close()  # given up: no longer in use
+    assert manager.checkpoints_in_use() == set()
+
+
+@pytest.mark.parametrize("keep_rated", [True, False])
+def test_a_rated_checkpoint_is_kept_only_with_keep_rated(
+    make_manager: MakeManager, make_view: MakeView, make_evaluator: MakeEvaluator, keep_rated: bool
+):
+    every_epoch = ("evaluation.evaluation_interval_timesteps=100",
+                   "training.checkpoint_interval_timesteps=100")  # fmt: skip
+    manager = async_evaluation(make_manager, *every_epoch)
+    callback = the_callback(manager)
+    view = make_view(manager, make_evaluator(), keep_last=1, keep_rated=keep_rated)
+    view.store.pin(manager.checkpoints_in_use)
+    manager.on_train_start(view)
+    end_epoch(manager, view, 100)
+    end_epoch(manager, view, 200)  # 100 starts, 200 is skipped
+    wait_for([future for _, future in callback.pending])
+    assert manager.checkpoints_in_use() == {100}  # finished, but not yet collected
+    metrics = end_epoch(manager, view, 300)  # collected: over; then 300 is written
+    assert metrics["evaluation/step"] == 100.0
+    assert manager.checkpoints_in_use() == {300}  # it waits: keep_last 1 keeps 200 beside
+    end_epoch(manager, view, 400)  # 300 starts, 400 is skipped
+    assert callback.running_steps == [300]
+    assert view.saved_steps() == ([100, 300, 400] if keep_rated else [300, 400])
+
+
 def test_waiting_and_running_evaluations_run_again_after_a_restore(
     make_manager: MakeManager,
     make_view: MakeView,

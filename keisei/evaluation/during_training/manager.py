@@ -11,11 +11,15 @@ What is evaluated is always a committed checkpoint of the run, loaded from disk,
 player is a checkpoint one can load, play and resume from. `evaluate_checkpoint` plays in this
 process, `evaluate_checkpoint_async` in a background worker process. When the games are over,
 the results are written beside the checkpoint (`evaluation.json`, for best-by-metric retention).
+Until an evaluation is over, the checkpoints it plays (the one it rates and its pool opponents)
+are in `checkpoints_in_use()`, which the trainer pins in its checkpoint store: retention deletes
+none of them before the worker has loaded them and named them in the Elo registry.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future
@@ -242,6 +246,10 @@ class EvaluationManager:
         )
         self._workers: WorkerPool | None = None
         self._evaluations = 0
+        self._in_use: dict[int, frozenset[int]] = {}
+        """The checkpoint steps each unfinished evaluation plays, by evaluation number (read by
+        the thread that writes checkpoints, hence the lock)."""
+        self._lock = threading.Lock()
 
     def _reference_settings(self) -> tuple[LadderConfig | None, tuple[LadderReference, ...]]:
         """The ladder settings and the references with their programs installed (the missing
@@ -291,12 +299,42 @@ class EvaluationManager:
 
     def evaluate_checkpoint(self, checkpoint: Path, step: int) -> EvaluationResult:
         """Play now, in this process."""
-        with torch.inference_mode():
-            return run_evaluation(self._job(checkpoint, step))
+        job = self._job(checkpoint, step)
+        number = self._hold(job)
+        try:
+            with torch.inference_mode():
+                return run_evaluation(job)
+        finally:
+            self._release(number)
 
     def evaluate_checkpoint_async(self, checkpoint: Path, step: int) -> Future[EvaluationResult]:
         """Play in a worker process; return at once."""
-        return self.start_workers().submit(_run_in_worker, self._job(checkpoint, step))
+        job = self._job(checkpoint, step)
+        number = self._hold(job)
+        try:
+            future = self.start_workers().submit(_run_in_worker, job)
+        except BaseException:
+            self._release(number)
+            raise
+        future.add_done_callback(lambda _: self._release(number))
+        return future
+
+    def checkpoints_in_use(self) -> set[int]:
+        """The steps of the run's checkpoints that unfinished evaluations play (a pin source for
+        the checkpoint store)."""
+        with self._lock:
+            return {step for steps in self._in_use.values() for step in steps}
+
+    def _hold(self, job: EvaluationJob) -> int:
+        with self._lock:
+            self._evaluations += 1
+            steps = {job.step, *(member.step for member in job.pool_members)}
+            self._in_use[self._evaluations] = frozenset(steps)
+            return self._evaluations
+
+    def _release(self, number: int) -> None:
+        with self._lock:
+            self._in_use.pop(number, None)
 
     def start_workers(self) -> WorkerPool:
         """Start the background worker processes now (their start-up then overlaps training)."""

@@ -286,3 +286,31 @@ def read_agent_ratings(database: str | Path) -> list[AgentRating]:
     finally:
         db.close()
     return [AgentRating(*row) for row in rows]
+
+
+def read_player_names(database: str | Path) -> set[str]:
+    """Every agent and reference named in the ladder database `database` (its games and its
+    agents' ratings), read only; none when the file or those tables do not exist."""
+    path = Path(database)
+    if not path.is_file():
+        return set()
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise LadderRegistryError(f"ladder database {path}: cannot open it: {exc}") from exc
+    queries = {
+        "ladder_games": "SELECT agent FROM ladder_games UNION SELECT reference FROM ladder_games",
+        "ladder_ratings": "SELECT agent FROM ladder_ratings",
+    }
+    names: set[str] = set()
+    try:
+        listed = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        tables = {str(row[0]) for row in listed}
+        for table, query in queries.items():
+            if table in tables:
+                names.update(str(row[0]) for row in db.execute(query))
+    except sqlite3.Error as exc:
+        raise LadderRegistryError(f"ladder database {path}: a read failed: {exc}") from exc
+    finally:
+        db.close()
+    return names

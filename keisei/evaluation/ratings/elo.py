@@ -88,6 +88,9 @@ class GameRow:
     """The player being evaluated in this game (None when not recorded)."""
 
 
+_ALL_PLAYERS = "SELECT name, kind, path, step, rating, games FROM players ORDER BY created, name"
+
+
 class EloDatabaseBusyError(sqlite3.OperationalError):
     """The Elo database stayed locked by other processes for longer than the timeout."""
 
@@ -227,9 +230,7 @@ class EloRegistry:
         return None if row is None else PlayerRow(*row)
 
     def players(self) -> list[PlayerRow]:
-        rows = self._db.execute(
-            "SELECT name, kind, path, step, rating, games FROM players ORDER BY created, name"
-        ).fetchall()
+        rows = self._db.execute(_ALL_PLAYERS).fetchall()
         return [PlayerRow(*row) for row in rows]
 
     def rating(self, name: str) -> float:
@@ -323,3 +324,21 @@ class EloRegistry:
         return fit_ratings(
             triples, anchor=self.anchor, anchor_rating=self.anchor_rating, prior_sd=prior_sd
         )
+
+
+def read_players(database: str | Path) -> list[PlayerRow]:
+    """Every player of the Elo database `database`, oldest first, read only: nothing is created
+    or written (none when the file or its tables do not exist yet). Raises `sqlite3.Error` when
+    the file cannot be read."""
+    path = Path(database)
+    if not path.is_file():
+        return []
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        found = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'players'"
+        ).fetchone()
+        rows = [] if found is None else db.execute(_ALL_PLAYERS).fetchall()
+    finally:
+        db.close()
+    return [PlayerRow(*row) for row in rows]

@@ -189,6 +189,12 @@ class _CallbackBase:
         due or not? Asked only when `needs_checkpoint` is True."""
         return self.needs_checkpoint
 
+    def checkpoints_in_use(self) -> set[int]:
+        """Steps whose checkpoints this callback still needs (e.g. an evaluation asked for them
+        and has not finished): retention does not delete them. Called from the thread that
+        writes checkpoints, while the loop runs: it reads a copy of the callback's state."""
+        return set()
+
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable state saved in checkpoints."""
         return {}

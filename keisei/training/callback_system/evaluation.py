@@ -3,14 +3,17 @@
 
 Both rate committed checkpoints: when due at step S they queue S and ask for a checkpoint at S
 (`wants_checkpoint`); once it is on disk (checked after every epoch, `polls = True`) its
-evaluation runs, so every rated player is a checkpoint that loads. Importable from
-`keisei.training.callbacks` like every callback Keisei ships.
+evaluation runs, so every rated player is a checkpoint that loads. From the step's trigger until
+its evaluation has finished, the step is in `checkpoints_in_use()`, so retention does not delete
+the checkpoint before the evaluation has loaded it. Importable from `keisei.training.callbacks`
+like every callback Keisei ships.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
@@ -44,10 +47,27 @@ class _CheckpointEvaluations:
         """Steps read from a checkpoint's state, queued again when training starts."""
         self.last_result: EvaluationResult | None = None
         self.elo_snapshot: EloSnapshot | None = None
+        self._held: set[int] = set()
+        """Steps from their trigger until their evaluation has finished (read by the thread
+        that writes checkpoints, hence the lock)."""
+        self._lock = threading.Lock()
 
     def add(self, step: int) -> None:
         if step not in self.waiting:
             self.waiting.append(step)
+        with self._lock:
+            self._held.add(step)
+
+    def release(self, step: int) -> None:
+        """The evaluation of `step` is over (finished, failed or given up): its checkpoint is
+        no longer in use."""
+        with self._lock:
+            self._held.discard(step)
+
+    def held(self) -> set[int]:
+        """The steps whose evaluation has not finished."""
+        with self._lock:
+            return set(self._held)
 
     def restore(self, logger: logging.Logger) -> None:
         """After a resume: evaluations not finished when the checkpoint was written run again."""
@@ -83,8 +103,10 @@ class _CheckpointEvaluations:
                     self.name,
                     step,
                 )
+                self.release(step)
             elif read_evaluation(path) is not None:
                 trainer.logger.info("%s: %s is already evaluated", self.name, path.name)
+                self.release(step)
             else:
                 ready.append((step, path))
         return ready
@@ -118,6 +140,9 @@ class _RatesCheckpoints:
     def wants_checkpoint(self, step: int) -> bool:
         return step in self._evaluations.waiting  # not when the trigger was skipped
 
+    def checkpoints_in_use(self) -> set[int]:
+        return self._evaluations.held()
+
 
 def _evaluator(trainer: TrainerView, name: str) -> Evaluator:
     evaluator = trainer.evaluator
@@ -144,9 +169,14 @@ class EvaluationCallback(_RatesCheckpoints, Callback):
 
     def _run_ready(self, trainer: TrainerView) -> Metrics | None:
         metrics: Metrics = {}
-        for step, path in self._evaluations.take_ready(trainer):
-            result = _evaluator(trainer, self.name).evaluate_checkpoint(path, step)
-            metrics = self._evaluations.report(trainer, result)
+        ready = self._evaluations.take_ready(trainer)
+        try:
+            for step, path in ready:
+                result = _evaluator(trainer, self.name).evaluate_checkpoint(path, step)
+                metrics = self._evaluations.report(trainer, result)
+        finally:
+            for step, _ in ready:
+                self._evaluations.release(step)
         return metrics or None
 
     def poll(self, trainer: TrainerView) -> Metrics | None:
@@ -209,13 +239,21 @@ class AsyncEvaluationCallback(_RatesCheckpoints, AsyncCallback):
         room = self.capacity - len(self.pending)
         if room <= 0:
             return
-        for step, path in self._evaluations.take_ready(trainer, limit=room):
-            future = _evaluator(trainer, self.name).evaluate_checkpoint_async(path, step)
-            self.pending.append((step, future))
+        ready = self._evaluations.take_ready(trainer, limit=room)
+        try:
+            for step, path in ready:
+                future = _evaluator(trainer, self.name).evaluate_checkpoint_async(path, step)
+                self.pending.append((step, future))
+        finally:
+            launched = set(self.running_steps)
+            for step, _ in ready:
+                if step not in launched:
+                    self._evaluations.release(step)
 
     def _take_result(
         self, trainer: TrainerView, step: int, future: Future[EvaluationResult]
     ) -> Metrics:
+        self._evaluations.release(step)  # done: its results and its player are written
         if future.cancelled():
             trainer.logger.warning(
                 "%s: the evaluation of step %d was cancelled elsewhere", self.name, step
@@ -312,8 +350,9 @@ class AsyncEvaluationCallback(_RatesCheckpoints, AsyncCallback):
         self._stop_running(trainer.logger, "training stopped")
 
     def close(self) -> None:
-        for _, future in self.pending:
+        for step, future in self.pending:
             future.cancel()
+            self._evaluations.release(step)
         self.pending.clear()
 
     def state_dict(self) -> dict[str, Any]:
