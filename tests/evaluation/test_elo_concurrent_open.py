@@ -42,7 +42,9 @@ def _open_record_close(
 @pytest.mark.timeout(240)
 def test_eight_processes_opening_each_new_database_together_lose_no_game(tmp_path: Path):
     paths = [str(tmp_path / f"round_{i:02d}.sqlite") for i in range(ROUNDS)]
-    context = multiprocessing.get_context("spawn")
+    # Fresh processes, forked from one server that imported this module once (not 8 imports).
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
     barrier = context.Barrier(PROCESSES)
     report: Queue[tuple[int, list[str]]] = context.Queue()
     processes = [
