@@ -248,6 +248,12 @@ class EvaluationConfig(_Section):
     """At the end of training, wait this long for running evaluations, then cancel them."""
     workers: PositiveInt = 1
     """Background evaluation processes."""
+    worker_nice: Annotated[int, Field(strict=True, ge=0, le=19)] = 5
+    """How much lower the CPU priority of those processes (and of the engines they start) is than
+    training's: a niceness, 0 (the same) to 19. On a machine that other processes keep busy, a
+    worker gets CPU time in proportion to 1.25**-nice of a training thread's (at 5: about a
+    third), enough to finish each evaluation before the next is due; not the idle scheduling
+    class, under which it would get none until training ends."""
     seed: int = 12345
 
 

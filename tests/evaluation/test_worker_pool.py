@@ -66,3 +66,20 @@ def test_cancelling_a_running_task_kills_it(pool: WorkerPool):
     new_pid = pool.submit(os.getpid).result(timeout=120)
     assert new_pid != worker_pid
     assert pool.pids == [new_pid]
+
+
+def test_workers_run_at_the_configured_niceness_not_in_the_idle_class(tmp_path):
+    """The idle class gets no CPU time while other processes keep every core busy; a niceness
+    gets a share whatever the load."""
+    from keisei.config import EvaluationConfig
+    from keisei.evaluation.during_training.manager import EvaluationManager
+
+    manager = EvaluationManager(EvaluationConfig(worker_nice=3), tmp_path)
+    try:
+        workers = manager.start_workers()
+        policy = workers.submit(os.sched_getscheduler, 0).result(timeout=120)
+        nice = workers.submit(os.nice, 0).result(timeout=120)
+    finally:
+        manager.close()
+    assert policy == os.SCHED_OTHER
+    assert nice == min(os.nice(0) + 3, 19)

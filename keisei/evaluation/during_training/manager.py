@@ -339,7 +339,7 @@ class EvaluationManager:
     def start_workers(self) -> WorkerPool:
         """Start the background worker processes now (their start-up then overlaps training)."""
         if self._workers is None:
-            self._workers = WorkerPool(self.config.workers)
+            self._workers = WorkerPool(self.config.workers, nice=self.config.worker_nice)
         return self._workers
 
     def close(self) -> None:

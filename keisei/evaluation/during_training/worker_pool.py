@@ -4,8 +4,16 @@ Why not `concurrent.futures.ProcessPoolExecutor`: a crashed worker breaks that w
 running task cannot be stopped. Here a worker that dies fails only its own task (with
 `WorkerCrashedError`, naming the process and exit code) and is replaced at once; cancelling a
 running task's future kills its worker (the future then raises `CancelledError`). Workers are
-started with the `spawn` method, run at a lower CPU priority (`nice`) with few threads, so that
-training keeps the cores it needs.
+started with the `spawn` method, run at a lower CPU priority (`nice`, inherited by the engines they
+start) with few threads, so that training keeps the cores it needs.
+
+Why a niceness and not `SCHED_IDLE`: an idle-class process runs only on CPU time nobody else
+wants, so while other processes keep every core busy (a second training, a ladder, CI) it gets
+next to none, and evaluations wait until training ends. Under the normal scheduler a process at
+nice N gets CPU time in proportion to its weight whatever the load: at nice 5 about a third of
+what one thread at nice 0 gets (1.25**-5), so beside a training thread on a saturated machine
+the worker gets about a quarter of the training's CPU time (more when a core is free), which an
+evaluation needs far less of (see `EvaluationConfig.worker_nice`).
 """
 
 from __future__ import annotations
@@ -37,14 +45,13 @@ class RemoteTaskError(RuntimeError):
 
 
 def _lower_priority(nice: int) -> None:
-    """Run only on CPU time training leaves idle: SCHED_IDLE where Linux offers it, else nice."""
+    """Lower this process's CPU priority by `nice` (0: none), where the platform allows it."""
     if nice <= 0:
         return
     try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        pass
-    os.nice(nice)
+        os.nice(nice)
+    except (AttributeError, OSError) as exc:
+        _log.warning("the evaluation worker keeps its priority (nice %d refused: %s)", nice, exc)
 
 
 def _worker_main(conn: Connection, nice: int, threads: int) -> None:
@@ -110,7 +117,7 @@ class WorkerPool:
     """`submit(fn, *args)` runs a top-level function in one of `workers` processes."""
 
     def __init__(
-        self, workers: int = 1, *, nice: int = 19, threads: int = 1, name: str = "keisei-eval"
+        self, workers: int = 1, *, nice: int = 5, threads: int = 1, name: str = "keisei-eval"
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
