@@ -2,8 +2,10 @@
 
 There is one logger, `keisei`, with a Rich console handler (installed on first use, so messages
 are never lost for want of set-up) and, once a run directory exists, a file handler writing
-`train.log`. Handler thresholds are capped at ERROR: whatever level a user asks for, errors
-(callback failures among them) always reach both the console and the file.
+`train.log` (on rank N > 0 of several, `train.rank<N>.log`: see `RunLayout.rank_log`). Handler
+thresholds are capped at ERROR: whatever level a user asks for, errors (callback failures among
+them) always reach both the console and the file. On ranks other than 0 the console shows only
+warnings and errors, each line marked `[rank N]`; their log file has every line.
 
 Metrics go through a `MetricsRecorder` to its sinks; `JsonlSink` writes `metrics.jsonl`.
 """
@@ -29,6 +31,8 @@ _FILE_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 _console = Console(stderr=True)
 _console_handler: logging.Handler | None = None
 _file_handler: logging.FileHandler | None = None
+_console_floor = logging.NOTSET
+"""The console shows nothing below this (WARNING on ranks other than 0)."""
 _lock = threading.Lock()
 
 
@@ -89,28 +93,39 @@ def set_level(level: str | int) -> None:
     _ensure_console_handler()
     root = logging.getLogger(LOGGER_NAME)
     root.setLevel(_cap(numeric))
-    for handler in (_console_handler, _file_handler):
-        if handler is not None:
-            handler.setLevel(_cap(numeric))
+    if _console_handler is not None:
+        _console_handler.setLevel(max(_cap(numeric), _console_floor))
+    if _file_handler is not None:
+        _file_handler.setLevel(_cap(numeric))
 
 
-class _RankPrefix(logging.Filter):
-    def __init__(self, rank: int) -> None:
+class _RankPrefix(logging.Formatter):
+    """Formats as `inner` does, the message marked with the rank (the record is not changed, so
+    the log file, which names the rank already, gets the plain message)."""
+
+    def __init__(self, rank: int, inner: logging.Formatter | None) -> None:
         super().__init__()
         self.prefix = f"[rank {rank}] "
+        self.inner = inner or logging.Formatter()
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not str(record.msg).startswith(self.prefix):
-            record.msg = self.prefix + str(record.msg)
-        return True
+    def format(self, record: logging.LogRecord) -> str:
+        marked = logging.makeLogRecord(record.__dict__)
+        marked.msg = self.prefix + str(record.msg)
+        return self.inner.format(marked)
 
 
 def set_rank(rank: int) -> None:
     """Mark this process's console lines with its rank, and show only its warnings and errors
-    (for the ranks other than 0 of a run: rank 0 reports progress for all of them)."""
+    (for the ranks other than 0 of a run: rank 0 reports progress for all of them; each of the
+    others has its own log file with every line)."""
+    global _console_floor
     _ensure_console_handler()
     assert _console_handler is not None
-    _console_handler.addFilter(_RankPrefix(rank))
+    formatter = _console_handler.formatter
+    if isinstance(formatter, _RankPrefix):
+        formatter = formatter.inner
+    _console_handler.setFormatter(_RankPrefix(rank, formatter))
+    _console_floor = logging.WARNING
     _console_handler.setLevel(max(_console_handler.level, logging.WARNING))
 
 

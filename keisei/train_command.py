@@ -15,6 +15,7 @@ from keisei.log import get_logger
 
 if TYPE_CHECKING:
     from keisei.training.distributed import World
+    from keisei.training.run_dir import RunPlan
 
 
 def _latest_line(run_dir: Path, final_step: int) -> str:
@@ -120,19 +121,49 @@ def _finish_together_quietly(world: World) -> None:
 
 
 def _train_this_rank(args: argparse.Namespace) -> int:
-    """Train as this process: alone, or as one rank of several."""
-    from dataclasses import replace
-
-    from keisei.config import check_world_size, config_hash
-    from keisei.training.callbacks import CriticalCallbackError
-    from keisei.training.distributed import DistributedError, RankFailedError, join_world
-    from keisei.training.interrupt import StopRequested
+    """Train as this process: alone, or as one rank of several (failing fast with the others:
+    `keisei.training.ranks.failures`)."""
+    from keisei.training.distributed import join_world
+    from keisei.training.ranks.failures import FailFast
     from keisei.training.run_dir import plan_run
-    from keisei.training.trainer import RunDirectoryError, Trainer
 
     resume = _resume_point(args)
     plan = plan_run(args.config, args.overrides, args.run_name, resume, args.callbacks)
     world = join_world(plan.config)
+    try:
+        with FailFast(world):
+            return _train_in_world(args, plan, world)
+    finally:
+        world.close()
+
+
+def _failed(world: World, step: int, message: str, run_dir: Path) -> int:
+    """Say that training failed (rank 0: where the run and its log are); exit status 1."""
+    lines = f"\ntraining FAILED at step {step}: {message}\n"
+    if world.is_main:
+        lines += (
+            f"  latest checkpoint: {_latest_line(run_dir, step)}\n"
+            f"  log:               {RunLayout(run_dir).log}\n"
+        )
+    elif world.distributed:
+        lines = f"[rank {world.rank}] {lines.lstrip()}"
+        lines += f"  log:               {RunLayout(run_dir).rank_log(world.rank)}\n"
+    sys.stderr.write(lines)
+    return 1
+
+
+def _train_in_world(args: argparse.Namespace, plan: RunPlan, world: World) -> int:
+    from dataclasses import replace
+
+    from keisei.checkpoint.errors import CheckpointError
+    from keisei.config import check_world_size, config_hash
+    from keisei.training.callbacks import CriticalCallbackError
+    from keisei.training.distributed import DistributedError, RankFailedError
+    from keisei.training.interrupt import StopRequested
+    from keisei.training.ranks.failures import RankStopped
+    from keisei.training.trainer import RunDirectoryError, Trainer
+
+    trainer: Trainer | None = None
     try:
         world.check_same(config_hash(plan.config), "configuration")
         check_world_size(plan.config, world.size)
@@ -144,41 +175,41 @@ def _train_this_rank(args: argparse.Namespace) -> int:
         except RunDirectoryError as exc:
             get_logger().error("%s", exc)
             return 1
-        try:
-            summary = trainer.train()
-            world.finish_together()
-        except KeyboardInterrupt as exc:
-            if isinstance(exc, StopRequested):  # agreed by every rank at the same epoch
-                _finish_together_quietly(world)
-            if world.is_main:
-                how = (
-                    "stopped at the end of an epoch"
-                    if isinstance(exc, StopRequested)
-                    else "interrupted"
-                )
-                sys.stderr.write(
-                    f"\ntraining {how} at step {trainer.global_timestep}; "
-                    f"the run is in {plan.run_dir}\n"
-                    f"resume with: keisei train --resume {plan.run_dir}\n"
-                )
-            return 130
-        except (CriticalCallbackError, DistributedError) as exc:
-            if isinstance(exc, CriticalCallbackError | RankFailedError):  # agreed by every rank
-                _finish_together_quietly(world)
-            critical = isinstance(exc, CriticalCallbackError) and exc.__cause__ is not None
-            cause = f": {exc.__cause__}" if critical else ""
-            lines = f"\ntraining FAILED at step {trainer.global_timestep}: {exc}{cause}\n"
-            if world.is_main:
-                lines += (
-                    f"  latest checkpoint: {_latest_line(plan.run_dir, trainer.global_timestep)}\n"
-                    f"  log:               {RunLayout(plan.run_dir).log}\n"
-                )
-            elif world.distributed:
-                lines = f"[rank {world.rank}] {lines.lstrip()}"
-            sys.stderr.write(lines)
-            return 1
-    finally:
-        world.close()
+        summary = trainer.train()
+        world.finish_together()
+    except RankStopped as exc:  # another rank failed, or the launcher ended the group
+        step = trainer.global_timestep if trainer is not None else 0
+        return _failed(world, step, str(exc), plan.run_dir)
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, StopRequested):  # agreed by every rank at the same epoch
+            _finish_together_quietly(world)
+        if world.is_main:
+            how = (
+                "stopped at the end of an epoch"
+                if isinstance(exc, StopRequested)
+                else "interrupted"
+            )
+            step = trainer.global_timestep if trainer is not None else 0
+            sys.stderr.write(
+                f"\ntraining {how} at step {step}; the run is in {plan.run_dir}\n"
+                f"resume with: keisei train --resume {plan.run_dir}\n"
+            )
+        return 130
+    except (CriticalCallbackError, DistributedError) as exc:
+        agreed = isinstance(exc, CriticalCallbackError) or (
+            isinstance(exc, RankFailedError) and exc.agreed
+        )
+        if agreed:  # every rank stopped at the same step: leave the group together
+            _finish_together_quietly(world)
+        critical = isinstance(exc, CriticalCallbackError) and exc.__cause__ is not None
+        cause = f": {exc.__cause__}" if critical else ""
+        step = trainer.global_timestep if trainer is not None else 0
+        return _failed(world, step, f"{exc}{cause}", plan.run_dir)
+    except BaseException as exc:  # an error of this rank's own: the others hear of it first
+        world.announce_failure(exc, None if trainer is None else trainer.global_timestep)
+        if world.distributed and not isinstance(exc, ConfigError | CheckpointError):
+            return 1  # logged with its traceback, in this rank's log file too
+        raise
     if not world.is_main:
         return 0
     run = RunLayout(summary.run_dir)

@@ -10,15 +10,22 @@ rank), gloo on CPU.
 Rank-zero-only work (checkpoints, evaluation, metrics, display) must never call a collective: the
 other ranks are not there to answer, and the group would hang until its timeout. The manager runs
 such work inside `rank_zero_work()`, and the collectives here refuse to start inside it.
+
+Beside the process group the ranks share a `FailureBoard`: keys in the rendezvous store (a
+TCPStore that the launcher hosts: torchrun's agent, or `keisei train --nproc-per-node`), where a
+rank that fails writes its error before its own teardown. The other ranks read it to name that
+rank and its error, and to stop at once (`keisei.training.ranks.failures`); the launcher reads it
+to say which rank failed first, and why.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -27,6 +34,7 @@ import torch.distributed as dist
 
 from keisei.config import Config, ConfigError
 from keisei.log import get_logger, set_rank
+from keisei.training.failure_board import FailureBoard, describe
 
 T = TypeVar("T")
 
@@ -38,11 +46,14 @@ class DistributedError(RuntimeError):
 
 
 class RankFailedError(DistributedError):
-    """Another rank failed (a critical callback, an error in its games); this rank stops too."""
+    """Another rank failed (a critical callback, an error in its games or its update); this
+    rank stops too. `agreed`: every rank stops at this same point (an epoch's agreement), as
+    opposed to a failure this rank learnt of when the failed rank's connection closed."""
 
-    def __init__(self, rank: int, message: str) -> None:
+    def __init__(self, rank: int, message: str, *, agreed: bool = True) -> None:
         super().__init__(message)
         self.rank = rank
+        self.agreed = agreed
 
 
 class CollectiveInRankZeroWork(DistributedError):
@@ -90,6 +101,8 @@ class World:
     size: int = 1
     local_rank: int = 0
     backend: str | None = None
+    board: FailureBoard | None = field(default=None, compare=False, repr=False)
+    """The ranks' failures (None for a single process)."""
 
     @property
     def is_main(self) -> bool:
@@ -119,7 +132,7 @@ class World:
         if not self.distributed:
             return [obj]
         out: list[Any] = [None] * self.size
-        with lost_rank_reported(what):
+        with self.lost_rank_reported(what):
             dist.all_gather_object(out, obj)
         return out
 
@@ -129,7 +142,7 @@ class World:
         if not self.distributed:
             return [obj]
         out: list[Any] | None = [None] * self.size if self.is_main else None
-        with lost_rank_reported(what):
+        with self.lost_rank_reported(what):
             dist.gather_object(obj, out, dst=0)
         return out
 
@@ -139,7 +152,7 @@ class World:
         if not self.distributed:
             return obj
         box: list[Any] = [obj]
-        with lost_rank_reported(what):
+        with self.lost_rank_reported(what):
             dist.broadcast_object_list(box, src=0)
         return box[0]
 
@@ -159,12 +172,54 @@ class World:
         writes the last checkpoint and drains evaluation meanwhile), so that no rank tears the
         group down under another."""
         if self.distributed and dist.is_initialized():
-            with lost_rank_reported("the end of training"):
+            with self.lost_rank_reported("the end of training"):
                 dist.barrier()
 
     def close(self) -> None:
         if self.distributed and dist.is_initialized():
             dist.destroy_process_group()
+
+    # ---------------------------------------------------------------- failures
+
+    def lost_rank_reported(self, what: str) -> contextlib.AbstractContextManager[None]:
+        """`lost_rank_reported(what)`, naming the rank whose failure is on the board."""
+        return lost_rank_reported(what, self)
+
+    def mark_agreed(self, exc: BaseException) -> None:
+        """`exc` stops this rank at a point every rank agreed on: not announced as news."""
+        if self.board is not None:
+            self.board.mark_agreed(exc)
+
+    def tearing_down(self) -> None:
+        """This rank's teardown has begun (after training ended, or failed): from now on a
+        SIGTERM or another rank's failure no longer interrupts it."""
+        if self.board is not None:
+            self.board.stopping = True
+
+    def announce_failure(self, exc: BaseException, step: int | None) -> None:
+        """This rank is stopping on `exc`, raised at `step` (None: while starting): tell the
+        other ranks and the launcher (before the teardown), unless `exc` reports another rank's
+        failure (or a Ctrl-C, which reached every rank). Under torchrun also writes its error
+        file, so that its summary names this error. Each exception is announced once."""
+        self.tearing_down()
+        if self.board is None or isinstance(exc, DistributedError | KeyboardInterrupt):
+            return
+        if not self.board.first_announcement(exc):
+            return
+        where = "while starting" if step is None else f"at step {step}"
+        text = f"{where}: {describe(exc)}"
+        agreed = self.board.is_agreed(exc)
+        logger = get_logger("distributed")
+        try:
+            self.board.announce(self.rank, text, agreed=agreed)
+        except (RuntimeError, dist.DistError) as error:
+            logger.warning("could not announce this rank's failure: %s", error)
+        if not agreed:
+            logger.error("rank %d failed %s; the others stop too", self.rank, text, exc_info=exc)
+        if os.environ.get("TORCHELASTIC_ERROR_FILE"):
+            from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
+            ErrorHandler().record_exception(exc)
 
 
 def is_lost_rank_error(exc: BaseException) -> bool:
@@ -179,14 +234,21 @@ def is_lost_rank_error(exc: BaseException) -> bool:
 
 
 @contextmanager
-def lost_rank_reported(what: str) -> Iterator[None]:
+def lost_rank_reported(what: str, world: World | None = None) -> Iterator[None]:
     """Turn a collective failing for want of another rank into a `DistributedError` that says
-    so (a rank that died, or one that stopped answering within `distributed.timeout_s`)."""
+    so (a rank that died, or one that stopped answering within `distributed.timeout_s`): a
+    `RankFailedError` naming the rank and its error when that rank announced its failure on
+    the `world`'s board, as a rank that raises does before its connections close."""
     try:
         yield
     except RuntimeError as exc:
         if not is_lost_rank_error(exc):
             raise
+        board = None if world is None else world.board
+        failure = None if world is None or board is None else board.first_of_others(world.rank)
+        if failure is not None:
+            message = f"{failure.message()} (seen in {what})"
+            raise RankFailedError(failure.rank, message, agreed=False) from exc
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DistributedError(
             f"lost contact with another rank during {what}: {first_line[:300]}"
@@ -244,7 +306,10 @@ def join_world(config: Config) -> World:
             f"rank {rank} of {size} could not join the process group at {address} within "
             f"{timeout:g} s (distributed.timeout_s): {exc}"
         ) from exc
-    world = World(rank, size, local_rank, backend)
+    board = FailureBoard.connect(
+        os.environ.get("MASTER_ADDR", "127.0.0.1"), int(os.environ["MASTER_PORT"]), restart_count()
+    )
+    world = World(rank, size, local_rank, backend, board)
     if rank != 0:
         set_rank(rank)
     get_logger("distributed").info(

@@ -53,7 +53,7 @@ from keisei.training.callbacks import (
     Evaluator,
 )
 from keisei.training.display import Display, LiveDisplay, NoDisplay, PlainDisplay
-from keisei.training.distributed import World, lost_rank_reported
+from keisei.training.distributed import World
 from keisei.training.epoch_report import epoch_metrics, progress_snapshot
 from keisei.training.interrupt import GracefulInterrupt
 from keisei.training.past_opponents import PastOpponents
@@ -223,6 +223,9 @@ class Trainer:
         release.append(("callback event loop", self._bridge.close))
         release.append(("checkpoint store", self.store.close))
         if not self.world.is_main:  # rank 0 owns the run directory, the metrics and the display
+            log.set_level(config.logging.level)
+            log.attach_log_file(self.layout.rank_log(self.world.rank))  # this rank's own log
+            release.append(("log file", log.detach_log_file))
             self.metrics = log.MetricsRecorder([])
             self.display: Display = NoDisplay()
             return
@@ -334,6 +337,7 @@ class Trainer:
                 try:
                     self._run(total)
                 except BaseException as exc:
+                    self.world.announce_failure(exc, self.global_timestep)  # before anything else
                     self._failure = exc
                     with self._interrupt.stopping():
                         self.manager.on_exception(self.view, exc)
@@ -341,6 +345,7 @@ class Trainer:
                 finally:
                     self.display.stop()
             finally:
+                self.world.tearing_down()
                 with self._interrupt.stopping():
                     self._release()
         return TrainingSummary(
@@ -368,7 +373,7 @@ class Trainer:
             self.global_timestep,
             lambda: self.collector.collect(self.model),
         )
-        with self.timer.section("ppo"), lost_rank_reported("the PPO update"):
+        with self.timer.section("ppo"), self.world.lost_rank_reported("the PPO update"):
             update = self.ppo.update(rollout)
         self.updates += 1
         self.global_timestep += self.config.training.steps_per_epoch

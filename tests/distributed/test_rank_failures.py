@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from keisei.checkpoint import read_manifest, resolve_checkpoint
+from keisei.checkpoint.run_layout import RunLayout
 from tests.support.rank_probes import read_notes
 from tests.support.ranks import (
     extra_callbacks,
@@ -181,3 +182,68 @@ def test_torchrun_style_restarts_need_a_run_name(tmp_path: Path):
     )
     assert result.returncode == 2
     assert "needs --run-name" in result.stderr
+
+
+# ------------------------------------------------------------------- failing fast, unagreed
+
+STOP_LIMIT_S = 60.0
+"""A generous bound for "every rank stopped within 30 s of the failure" (a loaded CI machine)."""
+
+FAILS_IN_UPDATE = [
+    "training.total_timesteps=100000",
+    "distributed.timeout_s=1800",  # the default: nothing below may wait for it
+    extra_callbacks(probe("RaiseInUpdate", rank=1, step=192)),  # 192: no checkpoint yet
+]
+PROBE_ERROR = "RuntimeError: probe failure in the PPO update on rank 1"
+
+
+def _seconds_from_failure_to_end(run_dir: Path, ended: float) -> float:
+    (raised,) = [row for row in read_notes(run_dir) if row["kind"] == "raised_in_update"]
+    return ended - raised["time"]
+
+
+def test_rank_1_raising_inside_the_update_stops_both_ranks_at_once_naming_it(tmp_path: Path):
+    result = run(train_command("update", tmp_path, FAILS_IN_UPDATE, *TWO))
+    seconds = _seconds_from_failure_to_end(tmp_path / "update", time.time())
+    print(f"launcher: every rank stopped {seconds:.1f} s after rank 1 raised in its update")
+    assert seconds < STOP_LIMIT_S
+    assert result.returncode == 1
+    # The launcher names the rank that failed and its error; rank 0 says why it stopped.
+    assert f"rank 1 failed (exit status 1) at step 192: {PROBE_ERROR}; no restarts" in (
+        result.stderr
+    )
+    assert f"training FAILED at step 192: rank 1 failed at step 192: {PROBE_ERROR}" in (
+        result.stderr
+    )
+    # Rank 1 has a log of its own, with its error and its traceback in it.
+    own_log = RunLayout(tmp_path / "update").rank_log(1)
+    assert own_log.name == "train.rank1.log"
+    text = own_log.read_text()
+    assert "keisei.trainer: run directory" in text
+    assert f"rank 1 failed at step 192: {PROBE_ERROR}; the others stop too" in text
+    assert "Traceback" in text and "[rank 1]" not in text
+    # Rank 0 stopped through its teardown: its final checkpoint records why.
+    (final,) = RunLayout(tmp_path / "update").checkpoints.glob("*-interrupted")
+    manifest = read_manifest(final)
+    assert manifest["step"] == 192 and not manifest["clean"]
+    assert f"rank 1 failed at step 192: {PROBE_ERROR}" in manifest["failure"]
+    assert latest_step(tmp_path / "update") == 128  # what --resume latest takes
+
+
+def test_rank_1_raising_inside_the_update_stops_both_ranks_under_torchrun(tmp_path: Path):
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc-per-node", "2", "-m", "keisei"]  # fmt: skip
+    command = train_command("torchrun", tmp_path, FAILS_IN_UPDATE)
+    result = run([*torchrun, *command[command.index("train") :]])
+    seconds = _seconds_from_failure_to_end(tmp_path / "torchrun", time.time())
+    print(f"torchrun: every rank stopped {seconds:.1f} s after rank 1 raised in its update")
+    assert seconds < STOP_LIMIT_S
+    assert result.returncode == 1
+    # torchrun's summary names rank 1 and its error (from the error file rank 1 wrote) ...
+    summary = result.stderr[result.stderr.index("Root Cause") :]
+    assert "rank      : 1" in summary and PROBE_ERROR in summary
+    # ... and rank 0 says why it stopped.
+    assert f"training FAILED at step 192: rank 1 failed at step 192: {PROBE_ERROR}" in (
+        result.stderr
+    )
+    assert RunLayout(tmp_path / "torchrun").rank_log(1).is_file()

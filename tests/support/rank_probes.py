@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,30 @@ class CollectiveFromRankZero(Callback):
         except Exception as exc:
             note(trainer, "collective_refused", error=f"{type(exc).__name__}: {exc}")
             raise
+
+
+class RaiseInUpdate(Callback):
+    """On every rank; in the update after step `step`, rank `rank` raises inside the PPO update:
+    a gradient hook fails in the backward pass, where DDP's all-reduce of the gradients is
+    pending on the other ranks. Notes the time it raised (`raised_in_update`)."""
+
+    runs_on = "all_ranks"
+
+    def __init__(self, rank: int, step: int) -> None:
+        super().__init__()
+        self.rank, self.step = rank, step
+
+    def on_step_end(self, trainer: TrainerView) -> None:
+        if this_rank() != self.rank or trainer.global_timestep != self.step:
+            return
+        parameters = list(trainer.model.parameters())
+        rank, step, run_dir = self.rank, self.step, trainer.run_dir
+
+        def fail(grad: Any) -> Any:
+            row = {"kind": "raised_in_update", "rank": rank, "step": step, "time": time.time()}
+            with (run_dir / "probes" / f"rank{rank}.jsonl").open("a", encoding="utf-8") as file:
+                file.write(json.dumps(row) + "\n")
+            raise RuntimeError(f"probe failure in the PPO update on rank {rank}")
+
+        note(trainer, "armed_update_failure")
+        parameters[len(parameters) // 2].register_hook(fail)

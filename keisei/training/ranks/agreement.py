@@ -12,16 +12,12 @@ from typing import TypeVar
 
 from keisei.training.callback_manager import CallbackManager
 from keisei.training.callback_system.base import CriticalCallbackError
-from keisei.training.distributed import RankFailedError, World
+from keisei.training.distributed import RankFailedError, World, describe
 from keisei.training.interrupt import StopRequested
 
 T = TypeVar("T")
 
-
-def describe(exc: BaseException) -> str:
-    """`Type: message` of an exception, at most 500 characters (for manifests and peers)."""
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return text[:500]
+__all__ = ["agree_on_epoch_end", "agreed", "describe"]
 
 
 def _describe_with_cause(exc: BaseException) -> str:
@@ -46,6 +42,7 @@ def agreed(world: World, what: str, step: int, work: Callable[[], T]) -> T:
         result, error = None, exc
     outcomes = world.all_gather(None if error is None else describe(error), what)
     if error is not None:
+        world.mark_agreed(error)
         raise error
     _raise_first_rank_failure(outcomes, what, step)
     return result  # type: ignore[return-value]
@@ -78,6 +75,7 @@ def agree_on_epoch_end(
         if failure is None:
             _raise_first_rank_failure([d["failure"] for d in decisions], "the callbacks", step)
     if failure is not None:
+        world.mark_agreed(failure)
         raise failure
     if stop:
         raise StopRequested(f"stopped by Ctrl-C at step {step}")

@@ -1,11 +1,18 @@
 """`keisei train --nproc-per-node N`: start N local ranks of `keisei train`, watch them, and
 restart the group from its latest checkpoint when a rank dies (up to `--max-restarts` times).
 
-The ranks meet through torch.distributed's env:// rendezvous on 127.0.0.1 at a free port; each
-gets the variables torchrun would give it (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`,
-`LOCAL_WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`, `TORCHELASTIC_RESTART_COUNT`,
-`TORCHELASTIC_MAX_RESTARTS`), so a rank behaves the same under this launcher and under torchrun.
-A restarted rank sees `TORCHELASTIC_RESTART_COUNT` > 0 and resumes the run's latest checkpoint.
+The ranks meet through torch.distributed's env:// rendezvous at a TCPStore that this launcher
+hosts on 127.0.0.1, as torchrun's agent does (so the store, and the failures the ranks announce
+on it, outlive every rank); each gets the variables torchrun would give it (`RANK`,
+`WORLD_SIZE`, `LOCAL_RANK`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`,
+`TORCHELASTIC_RESTART_COUNT`, `TORCHELASTIC_MAX_RESTARTS`, `TORCHELASTIC_USE_AGENT_STORE`), so
+a rank behaves the same under this launcher and under torchrun. A restarted rank sees
+`TORCHELASTIC_RESTART_COUNT` > 0 and resumes the run's latest checkpoint.
+
+When a rank exits with a failure, the others are sent SIGTERM at once (each stops through its
+teardown, rank 0 writing its final checkpoint; `ranks.failures`) and SIGKILL `GRACE_S` later if
+they are still there; the launcher then names the rank that failed first and its error, as that
+rank announced it.
 
 The ranks run in their own session, so Ctrl-C reaches them once, through this launcher, which
 passes it on to every rank: the first press stops them all at the end of the same epoch, the
@@ -24,16 +31,20 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
+import torch.distributed as dist
+
 from keisei.log import get_logger
+from keisei.training.failure_board import FailureBoard
 
 STOPPED_BY_USER = 130
-GRACE_S = 30.0
-"""How long the other ranks get to stop on their own after one failed, before they are killed."""
+GRACE_S = 20.0
+"""How long the other ranks get to stop after SIGTERM (one failed), before SIGKILL."""
 
 _logger = get_logger("launch")
 
 
 def free_port() -> int:
+    """A port free on 127.0.0.1 now (for ranks started by hand, in tests)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -59,7 +70,9 @@ class LocalGroup:
     """N ranks of one `keisei train` command on this machine."""
 
     def __init__(self, train_args: Sequence[str], nproc: int, restart: int, max_restarts: int):
-        port = free_port()
+        self.store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+        self.board = FailureBoard(self.store, restart)
+        port = self.store.port
         threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // nproc))
         self.ranks: list[subprocess.Popen[bytes]] = []
         for rank in range(nproc):
@@ -74,6 +87,7 @@ class LocalGroup:
                 "MASTER_PORT": str(port),
                 "TORCHELASTIC_RESTART_COUNT": str(restart),
                 "TORCHELASTIC_MAX_RESTARTS": str(max_restarts),
+                "TORCHELASTIC_USE_AGENT_STORE": "True",  # the store above, not one on rank 0
                 "OMP_NUM_THREADS": threads,
             }
             self.ranks.append(
@@ -106,17 +120,27 @@ class LocalGroup:
             time.sleep(0.1)
 
     def stop(self, grace_s: float) -> None:
-        """Give the ranks `grace_s` to exit on their own, then end them."""
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and any(p.poll() is None for p in self.ranks):
-            time.sleep(0.1)
+        """End the ranks still running: SIGTERM, and SIGKILL for those still there after
+        `grace_s`."""
         self.signal_all(signal.SIGTERM)
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline and any(p.poll() is None for p in self.ranks):
             time.sleep(0.1)
         self.signal_all(signal.SIGKILL)
         for process in self.ranks:
             process.wait()
+
+    def describe_failure(self, failed: int, code: int) -> str:
+        """Which rank failed first and why: the first failure a rank announced, else the
+        exit of rank `failed` (killed, or gone before it could say)."""
+        exit = _describe_exit(code)
+        announced = self.board.failures()
+        if not announced:
+            return f"rank {failed} failed ({exit})"
+        first = announced[0]
+        if first.rank == failed:
+            return f"rank {failed} failed ({exit}) {first.text}"
+        return f"{first.message()} (rank {failed} exited first: {exit})"
 
 
 def launch(train_args: Sequence[str], nproc: int, max_restarts: int) -> int:
@@ -140,20 +164,18 @@ def launch(train_args: Sequence[str], nproc: int, max_restarts: int) -> int:
                 return STOPPED_BY_USER if STOPPED_BY_USER in codes else 0
             code = codes[failed]
             group.stop(GRACE_S)
+            failure = group.describe_failure(failed, code)
             if presses or restart >= max_restarts:
                 _logger.error(
-                    "rank %d failed (%s); %s",
-                    failed,
-                    _describe_exit(code),
+                    "%s; %s",
+                    failure,
                     "stopping" if presses else f"no restarts left (--max-restarts {max_restarts})",
                 )
                 return code if code > 0 else 1
             restart += 1
             _logger.warning(
-                "rank %d failed (%s); restarting all %d ranks from the latest checkpoint "
-                "(restart %d of %d)",
-                failed,
-                _describe_exit(code),
+                "%s; restarting all %d ranks from the latest checkpoint (restart %d of %d)",
+                failure,
                 nproc,
                 restart,
                 max_restarts,
@@ -161,4 +183,4 @@ def launch(train_args: Sequence[str], nproc: int, max_restarts: int) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
         if group is not None:
-            group.stop(0.0)
+            group.stop(5.0)
