@@ -48,13 +48,15 @@ def test_rated_checkpoints_are_the_players_of_both_registries(tmp_path: Path) ->
                           path=str(checkpoints / "step_000000020"))  # fmt: skip
         elo.ensure_player("other/step_000000030", "agent",
                           path=str(runs / "other" / "checkpoints" / "step_000000030"))  # fmt: skip
+        moved = tmp_path / "old" / "r" / "checkpoints" / "step_000000080"  # rated, then moved
+        elo.ensure_player("r/step_000000080", "agent", path=str(moved))
     with LadderRegistry(runs / "ladder.sqlite") as ladder:
         ladder.add_game("s1", "r/step_000000040+puct4", _win("fairy-stockfish"))
         ladder.add_game("s1", "other/step_000000050", _win("fairy-stockfish"))
         ladder.add_game("s2", "other/step_000000050", _win("r/step_000000060"))
         ladder.add_agent_rating(AgentRating("s3", "r/step_000000070", 100.0, 50.0, 150.0, 12,
                                             str(runs / "ladder.sqlite"), 0.0))  # fmt: skip
-    assert rated() == {10, 20, 40, 60, 70}
+    assert rated() == {10, 20, 40, 60, 70, 80}
 
 
 def test_ratings_marks_players_whose_checkpoint_is_gone(

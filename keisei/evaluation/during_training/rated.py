@@ -37,17 +37,13 @@ class RatedCheckpoints:
         layout = self.layout
         run_name = layout.root.name
         store = layout.checkpoints.resolve()
-        steps: set[int] = set()
+        found: list[int | None] = []
         for player in read_players(layout.elo_database):
-            if player.path is not None:  # by its path: a checkpoint of this run, or not
-                path = Path(player.path)
-                step = step_of(path.name) if path.parent.resolve() == store else None
-            else:
-                step = checkpoint_step(player.name, run_name)
-            if step is not None:
-                steps.add(step)
-        for name in read_player_names(layout.shared_ladder_database):
-            step = checkpoint_step(name, run_name)
-            if step is not None:
-                steps.add(step)
-        return steps
+            # By its path (a checkpoint of this store) and by its name (`<run>/step_...`: also
+            # when the run directory was moved since).
+            if player.path is not None and Path(player.path).parent.resolve() == store:
+                found.append(step_of(Path(player.path).name))
+            found.append(checkpoint_step(player.name, run_name))
+        ladder = read_player_names(layout.shared_ladder_database)
+        found += [checkpoint_step(name, run_name) for name in ladder]
+        return {step for step in found if step is not None}
