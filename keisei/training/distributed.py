@@ -21,6 +21,7 @@ to say which rank failed first, and why.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -176,8 +177,22 @@ class World:
                 dist.barrier()
 
     def close(self) -> None:
+        """Leave the process group, and free it now, while the interpreter is whole.
+
+        `destroy_process_group` only unregisters the group: the C++ group (with gloo's worker
+        and transport threads) lives while a Python object holds it, and DDP does, inside the
+        reference cycles of its hooks, which only the garbage collector frees. Left to the
+        collection during interpreter finalization, the group's teardown ran there, and a gloo
+        thread that needed the GIL then was ended mid-way: C++ called std::terminate ("terminate
+        called without an active exception", SIGABRT) after training had finished. So the
+        caller drops the trainer first, and the collection runs here (and no module keeps the
+        group: `_bind_no_group_at_import`).
+        """
+        if self.board is not None:
+            self.board.forget_errors()
         if self.distributed and dist.is_initialized():
             dist.destroy_process_group()
+            gc.collect()
 
     # ---------------------------------------------------------------- failures
 
@@ -276,6 +291,14 @@ def check_devices_for_ranks(config: Config, local_ranks: int) -> bool:
     return True
 
 
+def _bind_no_group_at_import() -> None:
+    """Import `torch.distributed.nn.functional` while no group exists. Its functions take
+    `group=group.WORLD` as a default argument, evaluated at import: imported during training
+    (torch pulls it in lazily, through torch._dynamo and FSDP), they would keep the default group
+    alive in a module until the interpreter's finalization, past `World.close`."""
+    import torch.distributed.nn.functional  # noqa: F401
+
+
 def join_world(config: Config) -> World:
     """Join the process group the environment describes (a no-op for a single process).
 
@@ -297,6 +320,7 @@ def join_world(config: Config) -> World:
         backend = "nccl" if on_cuda else "gloo"
     timeout = config.distributed.timeout_s
     address = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+    _bind_no_group_at_import()
     try:
         dist.init_process_group(
             backend, rank=rank, world_size=size, timeout=timedelta(seconds=timeout)

@@ -94,6 +94,11 @@ class FailureBoard:
     def is_agreed(self, exc: BaseException) -> bool:
         return any(exc is agreed for agreed in self._agreed)
 
+    def forget_errors(self) -> None:
+        """Drop the exceptions kept to tell them apart (their tracebacks hold the trainer)."""
+        self._agreed.clear()
+        self._announced.clear()
+
     def first_announcement(self, exc: BaseException) -> bool:
         """Whether `exc` is announced for the first time (and from now on it is)."""
         if any(exc is announced for announced in self._announced):
