@@ -259,8 +259,8 @@ class Trainer:
         """The game statistics of every rank together (this rank's own, on other ranks)."""
         return self.ranks.all_stats
 
-    def record_metrics(self, metrics: Mapping[str, float]) -> None:
-        self.metrics.record(metrics, self.global_timestep)
+    def record_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        self.metrics.record(metrics, self.global_timestep if step is None else step)
 
     def _training_state(self, step: int) -> TrainingState:
         # Evaluation metrics describe the checkpoints they rated (kept beside those), not this one.

@@ -26,7 +26,7 @@ class _TrainerState(Protocol):
     @property
     def stats(self) -> GameStats: ...
 
-    def record_metrics(self, metrics: Mapping[str, float]) -> None: ...
+    def record_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None: ...
 
 
 class TrainerCallbackView:
@@ -75,5 +75,5 @@ class TrainerCallbackView:
     def run_dir(self) -> Path:
         return self._trainer.run_dir
 
-    def record_metrics(self, metrics: Mapping[str, float]) -> None:
-        self._trainer.record_metrics(metrics)
+    def record_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        self._trainer.record_metrics(metrics, step)

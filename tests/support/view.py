@@ -232,8 +232,8 @@ class View:
             callback_state=self.manager.state_dict() if self.manager is not None else {},
         )
 
-    def record_metrics(self, metrics: Mapping[str, float]) -> None:
-        self.metrics.record(metrics, self.global_timestep)
+    def record_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        self.metrics.record(metrics, self.global_timestep if step is None else step)
 
     # ---- for assertions ------------------------------------------------------------------
 

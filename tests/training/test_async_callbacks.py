@@ -294,16 +294,44 @@ def test_background_evaluation_rates_the_checkpoint_of_its_step_in_another_proce
         ("async", 200, view.checkpoint_path(200))
     ]
     wait_for([future for _, future in callback.pending])
-    metrics = end_epoch(manager, view, 400)  # the result arrives, stamped with step 200
+    metrics = end_epoch(manager, view, 400)  # the result arrives: a row at step 200
     assert metrics["evaluation/step"] == 200.0
     assert metrics["evaluation/total_games"] == 6.0
     recorded = [r for r in view.metric_records() if "evaluation/step" in r]
-    assert [(r["step"], r["evaluation/step"]) for r in recorded] == [(400, 200.0)]
+    assert [(r["step"], r["evaluation/step"]) for r in recorded] == [(200, 200.0)]
     stored = read_evaluation(view.checkpoint_path(200))
     assert stored is not None and stored["evaluation/win_rate"] == metrics["evaluation/win_rate"]
     assert callback.last_result is not None
     assert callback.last_result.worker_pid not in (None, os.getpid())
     assert callback.elo_snapshot is not None
+
+
+def test_evaluations_finishing_together_are_each_recorded_at_their_own_step(
+    make_manager: MakeManager, make_view: MakeView, make_evaluator: MakeEvaluator
+):
+    """Two evaluations still to finish when training ends: two metrics rows, each at the step it
+    rated with its own values (the newest one's values used to stand for both). A poll that
+    collects several results does the same (`..._run_again_after_a_restore`)."""
+    manager = async_evaluation(
+        make_manager,
+        "evaluation.evaluation_interval_timesteps=100",
+        "training.checkpoint_interval_timesteps=100",
+        "evaluation.async_policy=queue",
+    )
+    callback = the_callback(manager)
+    view = make_view(manager, make_evaluator(games=2))
+    manager.on_train_start(view)
+    for step in (100, 200):
+        end_epoch(manager, view, step)
+    assert callback.running_steps + callback.waiting_steps == [100, 200]
+    final = asyncio.run(manager.on_train_end_async(view))  # waits for both
+    assert final["evaluation/step"] == 200.0
+    rows = [r for r in view.metric_records() if "evaluation/step" in r]
+    assert [(r["step"], r["evaluation/step"]) for r in rows] == [(100, 100.0), (200, 200.0)]
+    for row in rows:
+        stored = read_evaluation(view.checkpoint_path(row["step"]))
+        assert stored is not None
+        assert {key: row[key] for key in stored} == stored
 
 
 def test_skip_policy_drops_triggers_while_an_evaluation_waits_or_runs(
@@ -479,8 +507,9 @@ def test_waiting_and_running_evaluations_run_again_after_a_restore(
         (400, first.checkpoint_path(400)),
     ]
     wait_for([future for _, future in callback.pending])
-    reported = [end_epoch(resumed, second, step) for step in (600, 700)]  # one result per epoch
-    assert [m["evaluation/step"] for m in reported] == [200.0, 400.0]
+    end_epoch(resumed, second, 600)  # both results arrive, each a row at its own step
+    rows = [r for r in second.metric_records() if "evaluation/step" in r]
+    assert [(r["step"], r["evaluation/step"]) for r in rows] == [(200, 200.0), (400, 400.0)]
     for step in (200, 400):
         stored = read_evaluation(second.checkpoint_path(step))
         assert stored is not None and stored["evaluation/step"] == float(step)

@@ -486,7 +486,7 @@ def test_a_due_evaluation_forces_a_real_checkpoint_at_its_step_and_rates_it_next
     assert stored is not None and stored["evaluation/step"] == 200.0
     assert stored["evaluation/total_games"] == 6.0
     recorded = [r for r in view.metric_records() if "evaluation/step" in r]
-    assert [(r["step"], r["evaluation/step"]) for r in recorded] == [(300, 200.0)]
+    assert [(r["step"], r["evaluation/step"]) for r in recorded] == [(200, 200.0)]
     assert recorded[0]["evaluation/win_rate"] == stored["evaluation/win_rate"]
     assert view.saved_steps() == [200, 300]  # the checkpoint callback's own schedule is kept
 

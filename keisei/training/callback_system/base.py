@@ -44,6 +44,20 @@ from keisei.training.schedule import EveryNSteps
 
 Metrics = dict[str, float]
 
+
+class StampedMetrics(dict[str, float]):
+    """Metrics about earlier steps than the one they are reported at: evaluation results, each
+    stamped with the step whose checkpoint it rated. A hook returns them as any metrics; the
+    manager records each row as a row of its own at its step (`rows`, oldest first), never
+    merged with the others. As a mapping it reads as the newest row."""
+
+    def __init__(self, rows: list[tuple[int, Mapping[str, float]]]) -> None:
+        if not rows:
+            raise ValueError("StampedMetrics needs at least one row")
+        super().__init__(rows[-1][1])
+        self.rows = [(step, dict(metrics)) for step, metrics in rows]
+
+
 RunsOn = Literal["rank_zero", "all_ranks"]
 
 
@@ -124,9 +138,9 @@ class TrainerView(Protocol):
     @property
     def run_dir(self) -> Path: ...
 
-    def record_metrics(self, metrics: Mapping[str, float]) -> None:
-        """Record metrics at the current global step. The manager calls this with what hooks
-        return; a callback returns its metrics rather than calling it."""
+    def record_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Record metrics at `step` (None: the current global step). The manager calls this
+        with what hooks return; a callback returns its metrics rather than calling it."""
         ...
 
 

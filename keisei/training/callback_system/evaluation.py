@@ -3,10 +3,11 @@
 
 Both rate committed checkpoints: when due at step S they queue S and ask for a checkpoint at S
 (`wants_checkpoint`); once it is on disk (checked after every epoch, `polls = True`) its
-evaluation runs, so every rated player is a checkpoint that loads. From the step's trigger until
-its evaluation has finished, the step is in `checkpoints_in_use()`, so retention does not delete
-the checkpoint before the evaluation has loaded it. Importable from `keisei.training.callbacks`
-like every callback Keisei ships.
+evaluation runs, so every rated player is a checkpoint that loads. Each result is a metrics row of
+its own at the step it rated (`StampedMetrics`), however many finish together. From the step's
+trigger until its evaluation has finished, the step is in `checkpoints_in_use()`, so retention
+does not delete the checkpoint before the evaluation has loaded it. Importable from
+`keisei.training.callbacks` like every callback Keisei ships.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from keisei.training.callback_system.base import (
     Callback,
     Evaluator,
     Metrics,
+    StampedMetrics,
     TrainerView,
 )
 from keisei.training.schedule import EveryNSteps
@@ -34,6 +36,16 @@ from keisei.training.schedule import EveryNSteps
 def _report(trainer: TrainerView, name: str, result: EvaluationResult) -> Metrics:
     trainer.logger.info("%s: %s", name, result.summary())
     return result.metrics()
+
+
+Row = tuple[int, Metrics]
+"""The metrics of the evaluation of one step, and that step."""
+
+
+def _stamped(rows: list[Row]) -> StampedMetrics | None:
+    """The rows to report, each at its own step (None when there are none)."""
+    rows = [(step, metrics) for step, metrics in rows if metrics]
+    return StampedMetrics(rows) if rows else None
 
 
 class _CheckpointEvaluations:
@@ -168,16 +180,16 @@ class EvaluationCallback(_RatesCheckpoints, Callback):
         self._evaluations.add(trainer.global_timestep)
 
     def _run_ready(self, trainer: TrainerView) -> Metrics | None:
-        metrics: Metrics = {}
+        rows: list[Row] = []
         ready = self._evaluations.take_ready(trainer)
         try:
             for step, path in ready:
                 result = _evaluator(trainer, self.name).evaluate_checkpoint(path, step)
-                metrics = self._evaluations.report(trainer, result)
+                rows.append((step, self._evaluations.report(trainer, result)))
         finally:
             for step, _ in ready:
                 self._evaluations.release(step)
-        return metrics or None
+        return _stamped(rows)
 
     def poll(self, trainer: TrainerView) -> Metrics | None:
         return self._run_ready(trainer)
@@ -197,11 +209,11 @@ class AsyncEvaluationCallback(_RatesCheckpoints, AsyncCallback):
 
     When due at step S it asks for a checkpoint at S (`wants_checkpoint`; not when the trigger is
     skipped); once that is committed (checked after every epoch) the evaluation starts in a
-    worker process and the loop goes on. Its result is returned as metrics by a later poll,
-    stamped (`evaluation/step`) with S. A trigger that arrives while evaluations are waiting or
-    running is dropped (`policy="skip"`) or waits in a queue of at most `queue_size`
-    (`policy="queue"`; beyond that it is dropped). At the end of training, running work gets
-    `shutdown_timeout_s`, then is cancelled.
+    worker process and the loop goes on. Its result is returned by a later poll, a metrics row
+    of its own at step S (stamped `evaluation/step` = S). A trigger that arrives while
+    evaluations are waiting or running is dropped (`policy="skip"`) or waits in a queue of at
+    most `queue_size` (`policy="queue"`; beyond that it is dropped). At the end of training,
+    running work gets `shutdown_timeout_s`, then is cancelled.
     """
 
     def __init__(
@@ -252,36 +264,34 @@ class AsyncEvaluationCallback(_RatesCheckpoints, AsyncCallback):
 
     def _take_result(
         self, trainer: TrainerView, step: int, future: Future[EvaluationResult]
-    ) -> Metrics:
+    ) -> Row:
         self._evaluations.release(step)  # done: its results and its player are written
         if future.cancelled():
             trainer.logger.warning(
                 "%s: the evaluation of step %d was cancelled elsewhere", self.name, step
             )
-            return {}
+            return step, {}
         exc = future.exception()
         if exc is not None:
             self.failed += 1
             trainer.logger.error(
                 "%s: background evaluation of step %d failed", self.name, step, exc_info=exc
             )
-            return {"evaluation/failed": float(self.failed)}
-        return self._evaluations.report(trainer, future.result())
+            return step, {"evaluation/failed": float(self.failed)}
+        return step, self._evaluations.report(trainer, future.result())
 
-    def _collect(self, trainer: TrainerView, *, limit: int | None) -> list[Metrics]:
-        reports = []
-        while (
-            self.pending and self.pending[0][1].done() and (limit is None or len(reports) < limit)
-        ):
+    def _collect(self, trainer: TrainerView) -> list[Row]:
+        """The results finished so far, in the order the evaluations started."""
+        rows = []
+        while self.pending and self.pending[0][1].done():
             step, future = self.pending.pop(0)
-            reports.append(self._take_result(trainer, step, future))
-        return reports
+            rows.append(self._take_result(trainer, step, future))
+        return rows
 
     async def poll_async(self, trainer: TrainerView) -> Metrics | None:
-        # One finished result per epoch, oldest first, so a result never shadows another's keys.
-        reports = self._collect(trainer, limit=1)
+        rows = self._collect(trainer)  # each a row of its own: none shadows another's keys
         self._launch_ready(trainer)
-        return reports[0] if reports else None
+        return _stamped(rows)
 
     async def on_step_end_async(self, trainer: TrainerView) -> Metrics | None:
         step = trainer.global_timestep
@@ -302,7 +312,7 @@ class AsyncEvaluationCallback(_RatesCheckpoints, AsyncCallback):
     async def on_train_end_async(self, trainer: TrainerView) -> Metrics | None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.shutdown_timeout_s
-        reports: list[Metrics] = []
+        rows: list[Row] = []
         self._launch_ready(trainer)
         if self.pending or self._evaluations.waiting:
             trainer.logger.info(
@@ -316,7 +326,7 @@ class AsyncEvaluationCallback(_RatesCheckpoints, AsyncCallback):
             await asyncio.wait(
                 futures, timeout=deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED
             )
-            reports += self._collect(trainer, limit=None)
+            rows += self._collect(trainer)
             self._launch_ready(trainer)
         self._stop_running(trainer.logger, f"still running after {self.shutdown_timeout_s:g} s")
         for step in self._evaluations.waiting:  # kept in the state for a resume
@@ -325,10 +335,7 @@ class AsyncEvaluationCallback(_RatesCheckpoints, AsyncCallback):
                 self.name,
                 step,
             )
-        merged: Metrics = {}
-        for report in reports:  # the newest result's values win; every summary was logged
-            merged.update(report)
-        return merged or None
+        return _stamped(rows)
 
     def _stop_running(self, logger: logging.Logger, why: str) -> None:
         """Cancel running evaluations; their steps wait again (in the state, for a resume)."""

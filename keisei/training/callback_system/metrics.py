@@ -4,6 +4,8 @@ Keys are namespaced by the callbacks (`evaluation/win_rate`). Within one report 
 an epoch, sync and async dispatch together; or the end of training, a round of its own even at
 the same step) a key reported a second time, by another callback or by the same one from two
 hooks, keeps its first value; the collision is logged once per pair of reporters, naming both.
+`StampedMetrics` (evaluation results, about the step each rated) are not merged: each of their
+rows is recorded as a row of its own at its step.
 """
 
 from __future__ import annotations
@@ -11,7 +13,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from keisei.training.callback_system.base import Metrics, TrainerView, _CallbackBase
+from keisei.training.callback_system.base import (
+    Metrics,
+    StampedMetrics,
+    TrainerView,
+    _CallbackBase,
+)
 
 
 class StepMetrics:
@@ -30,15 +37,23 @@ class StepMetrics:
         *,
         end: bool = False,
     ) -> Metrics:
-        """Merge what the hooks returned (see `merge`) and record it through the trainer view;
-        returns what was recorded."""
+        """Merge what the hooks returned (see `merge`) and record it through the trainer view,
+        and each row of `StampedMetrics` at its own step; returns what was recorded (stamped
+        metrics by their newest row, behind the merged keys)."""
         named = [(cb.name, metrics) for cb, metrics in reports if metrics]
         if not named:
             return {}
-        merged = self.merge(trainer.global_timestep, named, end=end)
+        stamped = [metrics for _, metrics in named if isinstance(metrics, StampedMetrics)]
+        plain = [(name, m) for name, m in named if not isinstance(m, StampedMetrics)]
+        merged = self.merge(trainer.global_timestep, plain, end=end)
         if merged:
             trainer.record_metrics(merged)
-        return merged
+        recorded = dict(merged)
+        for metrics in stamped:
+            for step, row in metrics.rows:
+                trainer.record_metrics(row, step)
+            recorded.update({key: value for key, value in metrics.items() if key not in merged})
+        return recorded
 
     def merge(
         self, step: int, reports: list[tuple[str, Mapping[str, float] | None]], *, end: bool = False
