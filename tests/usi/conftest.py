@@ -8,7 +8,7 @@ import torch
 
 from keisei.evaluation.players.usi_client import UsiEngine
 from tests.support.checkpoints import save_checkpoint
-from tests.usi.helpers import REPO, engine_env, keisei_command
+from tests.usi.helpers import QUIT_S, REPO, engine_env, keisei_command
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +28,7 @@ def engine(run_dir: Path) -> Iterator[UsiEngine]:
         startup_timeout_s=120,
     ) as engine:
         yield engine
+        engine.quit(timeout_s=QUIT_S)
     assert engine.returncode == 0
 
 

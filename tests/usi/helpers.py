@@ -17,6 +17,10 @@ MATED_SFEN = "4k4/4G4/4P4/9/9/9/9/9/4K4 w - 1"
 """White to move and checkmated (gold on 5b supported by the pawn on 5c)."""
 MATE_IN_ONE_SFEN = "4k4/9/4P4/9/9/9/9/9/4K4 b G 1"
 """Black mates with G*5b."""
+QUIT_S = 60.0
+"""How long a test whose `keisei usi` must exit cleanly (code 0) waits for it after `quit`: on a
+busy machine the process can take longer than the client's default 5 s to shut torch down, and
+is then terminated (-15), which is not what such a test checks."""
 
 
 def keisei_command(*args: str) -> list[str]:

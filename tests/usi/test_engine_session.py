@@ -11,6 +11,7 @@ from tests.support.checkpoints import save_checkpoint
 from tests.usi.helpers import (
     DECLARATION_SFEN,
     MATED_SFEN,
+    QUIT_S,
     REPO,
     engine_env,
     keisei_command,
@@ -64,6 +65,8 @@ def test_two_engines_play_a_whole_game_then_quit_cleanly(run_dir: Path) -> None:
             policy.best_move("startpos moves 7g7f", nodes=1)
             in ShogiGame.from_usi_position("startpos moves 7g7f").legal_usi()
         )
+        searcher.quit(timeout_s=QUIT_S)
+        policy.quit(timeout_s=QUIT_S)
     assert searcher.returncode == 0 and policy.returncode == 0
     searcher.quit()  # idempotent
 

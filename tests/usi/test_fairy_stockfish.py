@@ -8,7 +8,7 @@ from pathlib import Path
 from keisei.evaluation.players.usi_client import UsiEngine
 from keisei.shogi import ShogiGame
 from tests.support.engines import fairy_stockfish
-from tests.usi.helpers import REPO, engine_env, keisei_command, outcome_for
+from tests.usi.helpers import QUIT_S, REPO, engine_env, keisei_command, outcome_for
 
 FSF_NODES = 300
 
@@ -50,4 +50,5 @@ def test_match_against_fairy_stockfish_completes_with_legal_moves(run_dir: Path)
             for side, engine in enumerate(players):
                 engine.game_over(outcome_for(game, side, resigned))
         assert len(finished) == 2  # both colours, every move legal, both games over
+        keisei.quit(timeout_s=QUIT_S)
     assert keisei.returncode == 0
