@@ -101,8 +101,9 @@ class ActorCritic(nn.Module):
         obs = obs.contiguous(memory_format=torch.channels_last)
         with self.precision.autocast(obs.device):
             x = self.tower(torch.relu(self.stem(obs)))
-        # The heads are a sliver of the work; in float32 the logits keep their resolution.
-        x = x.float()
+        # The heads are a sliver of the work; in float32 the logits keep their resolution. In the
+        # standard layout their 1x1 weights' gradients have the strides DDP's buckets expect.
+        x = x.float().contiguous()
         logits = self.policy_head(x).flatten(1)
         v = torch.relu(self.value_fc(torch.relu(self.value_conv(x)).flatten(1)))
         return logits, torch.tanh(self.value_out(v)).squeeze(-1)
