@@ -131,6 +131,75 @@ def _cmd_ratings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recalibrate_argv(args: argparse.Namespace) -> list[str]:
+    """The `keisei ladder --recalibrate ...` arguments that `args` came from."""
+    argv = ["ladder", "--recalibrate", *([args.target] if args.target else [])]
+    argv += ["--config", args.config] if args.config else []
+    for flag, value in (("--games", args.games), ("--jobs", args.jobs), ("--seed", args.seed)):
+        argv += [flag, str(value)] if value is not None else []
+    for override in args.overrides:
+        argv += ["--set", override]
+    return argv
+
+
+def _cmd_recalibrate(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from keisei.evaluation.ladder.calibration import recalibration_target
+    from keisei.evaluation.ladder.recalibrate import describe_command, recalibrate
+    from keisei.evaluation.ladder.setup import recalibration_settings
+
+    overrides = list(args.overrides)
+    if args.games is not None:
+        overrides.append(f"ladder.calibration.max_games={args.games}")
+    if args.jobs is not None:
+        overrides.append(f"ladder.calibration.jobs={args.jobs}")
+    if args.seed is not None:
+        overrides.append(f"ladder.seed={args.seed}")
+    settings, runs = recalibration_settings(args.target, args.config, overrides)
+    target = recalibration_target(settings, runs)
+    references = settings.references
+    names = [reference.name for reference in references]
+    most = settings.calibration.max_games
+    console = get_console()  # without a terminal, the log lines (every 50 games a pair) show it
+    with Progress(console=console, transient=False, disable=not console.is_terminal) as progress:
+        tasks = [progress.add_task(f"{escape(upper.name)} vs {escape(lower.name)}", total=most)
+                 for lower, upper in zip(references, references[1:], strict=False)]  # fmt: skip
+        calibration = recalibrate(
+            settings, target, command=describe_command(_recalibrate_argv(args)),
+            on_game=lambda game: progress.advance(tasks[game.pair]),
+            on_pair=lambda gap: progress.update(
+                tasks[names.index(gap.lower)], completed=most,
+                description=f"{escape(gap.upper)} vs {escape(gap.lower)}: {gap.elo:+.0f} Elo, "
+                f"{gap.games} games"),
+        )  # fmt: skip
+    out = _stdout_console()
+    gaps = Table(
+        title=f"Calibration: neighbours' gaps (95% interval, at most {most} games a pair"
+        f", until narrower than {settings.calibration.interval_elo:g} Elo)"
+    )
+    for column in ("stronger", "weaker", "games", "W/D/L", "gap", "95% interval", "width"):
+        gaps.add_column(column, justify="left" if column in ("stronger", "weaker") else "right")
+    for gap in calibration.gaps:
+        gaps.add_row(escape(gap.upper), escape(gap.lower), str(gap.games),
+                     f"{gap.wins}/{gap.draws}/{gap.losses}", f"{gap.elo:+.0f}",
+                     f"{gap.low:+.0f} to {gap.high:+.0f}", f"{gap.width:.0f}")  # fmt: skip
+    out.print(gaps)
+    ratings = Table(title="Calibrated ratings (random = 0)")
+    for column in ("reference", "player", "Elo", "95% interval", "games"):
+        ratings.add_column(column, justify="left" if column in ("reference", "player") else "right")
+    for ref in calibration.references:
+        ratings.add_row(escape(ref.name), escape(ref.player), f"{ref.rating:.0f}",
+                        f"{ref.low:.0f} to {ref.high:.0f}", str(ref.games))  # fmt: skip
+    out.print(ratings)
+    engines = ", ".join(f"{program}: {name}" for program, name in calibration.engines.items())
+    out.print(f"engines: {escape(engines) or '-'}")
+    out.print(f"calibration: {target} (the ladder and background evaluation read it)")
+    return 0
+
+
 def _cmd_ladder(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.progress import Progress
@@ -140,6 +209,10 @@ def _cmd_ladder(args: argparse.Namespace) -> int:
     from keisei.evaluation.ladder.run import run_ladder
     from keisei.evaluation.ladder.setup import ladder_settings, select_references
 
+    if args.recalibrate:
+        return _cmd_recalibrate(args)
+    if args.target is None:
+        raise ConfigError("keisei ladder needs RUN_OR_CHECKPOINT (or --recalibrate)")
     overrides = list(args.overrides)
     if args.games is not None:
         overrides.append(f"ladder.games_per_reference={args.games}")
@@ -193,7 +266,8 @@ def _cmd_ladder(args: argparse.Namespace) -> int:
         "(cannot reach: the stronger references are skipped)"
     )
     console.print(f"games:   {result.record_dir} (KIF and CSA, a folder per reference)")
-    console.print(f"ratings: references in {result.registry}; this run: keisei ratings "
+    console.print(f"ratings: calibrated references from {result.calibration}; the others, and "
+                  f"every game, in {result.registry}; this run: keisei ratings "
                   f"{result.run_dir}")  # fmt: skip
     console.print(f"plot:    {result.plot}")
     return 0
@@ -254,11 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     ladder = commands.add_parser(
         "ladder", help="rate a checkpoint against fixed references of increasing strength"
     )
-    ladder.add_argument("target", metavar="RUN_OR_CHECKPOINT",
+    ladder.add_argument("target", metavar="RUN_OR_CHECKPOINT", nargs="?",
                         help="a checkpoint directory, or a run directory (its latest)")  # fmt: skip
     add_config_args(ladder)
     ladder.add_argument("--games", type=int, default=None, metavar="N",
-                        help="games a reference (default: ladder.games_per_reference)")  # fmt: skip
+                        help="games a reference (default: ladder.games_per_reference); with "
+                        "--recalibrate, at most N games a pair")  # fmt: skip
     ladder.add_argument("--references", metavar="NAME,NAME",
                         help="play only these references of ladder.references")  # fmt: skip
     ladder.add_argument(
@@ -269,6 +344,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--refit", action="store_true",
         help="first refit the references' stored ratings from all the ladder games stored so far",
     )  # fmt: skip
+    ladder.add_argument(
+        "--recalibrate", action="store_true",
+        help="rate the references from games among themselves (neighbours, random = 0) and write "
+        "the calibration the ladder reads (ladder.calibration.file, else beside the runs); "
+        "no agent plays. Can take hours",
+    )  # fmt: skip
+    ladder.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="with --recalibrate: pairs played at once (default: "
+                        "ladder.calibration.jobs)")  # fmt: skip
     ladder.add_argument("--seed", type=int, default=None, help="default: ladder.seed")
     add_precision_arg(ladder)
     ladder.set_defaults(func=_cmd_ladder)

@@ -52,6 +52,7 @@ __all__ = [
     "add_extra_callbacks",
     "EnvConfig",
     "EvaluationConfig",
+    "LadderCalibrationConfig",
     "LadderConfig",
     "LadderReference",
     "ExtraCallback",
@@ -269,17 +270,31 @@ class LadderReference(_Section):
     """One reference of `keisei ladder`: an opponent with the limits that set its strength."""
 
     name: Annotated[str, Field(min_length=1)]
-    """How the ladder shows it (e.g. `fairy-stockfish skill -10`); `--references` picks by it."""
+    """How the ladder shows it (e.g. `fairy-stockfish skill -10 (nodes 10000)`); `--references`
+    picks by it."""
     opponent: Annotated[str, AfterValidator(_opponent_syntax)]
     """random, greedy, checkpoint:PATH or usi:COMMAND. That its program exists is checked when a
     ladder plays it (naming this key), so a config naming an engine not installed here still
     trains."""
     options: dict[str, str] = Field(default_factory=dict)
     """USI options of a usi: opponent (e.g. {"Skill Level": "-10"})."""
-    byoyomi_ms: PositiveInt | None = 100
-    """Milliseconds a move for a usi: opponent (null with `nodes`: the node limit alone)."""
+    byoyomi_ms: PositiveInt | None = None
+    """Milliseconds a move for a usi: opponent: its strength then depends on the machine's load.
+    Left out: 100 for a usi: opponent without `nodes`, none otherwise (ignored for the others)."""
     nodes: PositiveInt | None = None
     """Nodes a move for a usi: opponent (unlike time, the same strength on every machine)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _time_limit_unless_nodes(cls, data: Any) -> Any:
+        if (
+            isinstance(data, dict)
+            and "byoyomi_ms" not in data
+            and data.get("nodes") is None
+            and str(data.get("opponent", "")).startswith("usi:")
+        ):
+            return {**data, "byoyomi_ms": DEFAULT_REFERENCE_BYOYOMI_MS}
+        return data
 
     @model_validator(mode="after")
     def _engine_settings_need_an_engine(self) -> LadderReference:
@@ -288,18 +303,57 @@ class LadderReference(_Section):
         return self
 
 
+DEFAULT_REFERENCE_BYOYOMI_MS = 100
+"""The time limit of a usi: reference given neither `byoyomi_ms` nor `nodes`."""
+REFERENCE_NODES = 10_000
+"""The node limit of the default ladder's Fairy-Stockfish references: what Fairy-Stockfish 11.1
+searches here in a move at `byoyomi 100` on an idle machine (it thinks about 23 ms of the 100;
+9,000 to 12,000 nodes at every Skill Level), so that each plays as the time-limited reference of
+its Skill Level did when the machine was idle."""
+REFERENCE_SKILLS = (-20, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5)
+"""The Skill Levels of the default ladder's Fairy-Stockfish references: -20, -5, 0 and 5 as
+before, with levels between them where neighbours were too far apart for their gap to be
+measured in a few hundred games (from -5 up, one level is about 100-300 Elo at these nodes).
+-10 and -7 are left out: at these nodes they play as -20 does (calibrated over 40 games each,
+-10 was 17 Elo above -20, 95% interval -90 to +125; -7 52 above -10, -56 to +161), so
+the -20 reference stands for them."""
+BRIDGE_NODES = 700
+"""Skill Level -20 held to this many nodes, between random and Skill Level -20 at
+`REFERENCE_NODES` (which wins nearly every game against random): just above random."""
+
+
 def _default_ladder() -> list[LadderReference]:
+    def stockfish(level: int, nodes: int) -> LadderReference:
+        return LadderReference(
+            name=f"fairy-stockfish skill {level} (nodes {nodes})",
+            opponent=FAIRY_STOCKFISH,
+            options={"Skill Level": str(level)},
+            nodes=nodes,
+        )
+
     return [
         LadderReference(name="random", opponent="random"),
-        *(
-            LadderReference(
-                name=f"fairy-stockfish skill {level}",
-                opponent=FAIRY_STOCKFISH,
-                options={"Skill Level": str(level)},
-            )
-            for level in (-20, -10, -5, 0, 5)
-        ),
+        stockfish(-20, BRIDGE_NODES),
+        *(stockfish(level, REFERENCE_NODES) for level in REFERENCE_SKILLS),
     ]
+
+
+class LadderCalibrationConfig(_Section):
+    """`keisei ladder --recalibrate`: the references rated from games among themselves."""
+
+    file: Path | None = None
+    """The calibration the ladder reads and `--recalibrate` writes. None: the one `--recalibrate`
+    wrote beside the runs (`<logging.model_dir>/ladder_calibration.json`) if there is one, else
+    the one shipped with Keisei (`keisei/evaluation/ladder/calibration.json`)."""
+    interval_elo: PositiveFloat = 100.0
+    """Each pair of neighbouring references plays until the 95% interval of its gap is
+    narrower than this (Elo), or `max_games`."""
+    min_games: PositiveInt = 20
+    """Games a pair plays before the interval may stop it."""
+    max_games: PositiveInt = 1000
+    """The most games a pair plays."""
+    jobs: PositiveInt = 1
+    """Pairs played at the same time, each in its own process."""
 
 
 class LadderConfig(_Section):
@@ -307,7 +361,8 @@ class LadderConfig(_Section):
 
     references: list[LadderReference] = Field(default_factory=_default_ladder)
     """In increasing strength: after one the agent clearly cannot reach, the rest are skipped.
-    Their ratings are fitted once and then kept (in `ladder.sqlite` beside the runs)."""
+    Their ratings come from the calibration (`calibration`); one not in it is rated from the
+    agents' games and kept in `ladder.sqlite` beside the runs."""
     games_per_reference: PositiveInt = 20
     """Games at each reference (fewer when the sequential test decides early)."""
     min_games: PositiveInt = 6
@@ -320,9 +375,14 @@ class LadderConfig(_Section):
     """Uniformly random plies before the players take over; each opening is played twice, the
     agent black in one game and white in the other."""
     max_plies: PositiveInt = 512
+    early_stop: bool = True
+    """Stop at a reference once the sequential test decides, and skip those above one the agent
+    cannot reach. Off: every reference plays all `games_per_reference` games (the same games for
+    every agent, as `benchmarks/bench_strength.py` compares them)."""
     usi_timeout_s: PositiveFloat = 30.0
     """An engine that takes longer than this for a move (beyond its byoyomi) loses the game."""
     seed: int = 0
+    calibration: LadderCalibrationConfig = Field(default_factory=LadderCalibrationConfig)
 
     @model_validator(mode="after")
     def _names_unique(self) -> LadderConfig:

@@ -12,6 +12,8 @@ import pytest
 
 from keisei.cli import main
 from keisei.config import (
+    REFERENCE_NODES,
+    REFERENCE_SKILLS,
     Config,
     ConfigError,
     LadderConfig,
@@ -52,15 +54,18 @@ def tiny_ladder(**changes: object) -> LadderConfig:
     return LadderConfig.model_validate(fields | changes)
 
 
-def test_the_default_ladder_is_random_then_fairy_stockfish_by_skill():
+def test_the_default_ladder_is_random_then_fairy_stockfish_by_skill_limited_by_nodes():
     ladder = Config().ladder
     assert [r.name for r in ladder.references] == [
-        "random", "fairy-stockfish skill -20", "fairy-stockfish skill -10",
-        "fairy-stockfish skill -5", "fairy-stockfish skill 0", "fairy-stockfish skill 5",
+        "random", "fairy-stockfish skill -20 (nodes 700)",
+        *(f"fairy-stockfish skill {level} (nodes 10000)" for level in REFERENCE_SKILLS),
     ]  # fmt: skip
-    assert ladder.references[3].options == {"Skill Level": "-5"}
-    assert ladder.references[3].byoyomi_ms == 100
-    assert ladder.references[3].opponent == "usi:/usr/games/fairy-stockfish"
+    assert {-20, -5, 0, 5} <= set(REFERENCE_SKILLS)  # the levels the targets name (-10: as -20)
+    assert REFERENCE_NODES == 10_000
+    minus_five = next(r for r in ladder.references if r.options == {"Skill Level": "-5"})
+    assert (minus_five.nodes, minus_five.byoyomi_ms) == (REFERENCE_NODES, None)  # never by time
+    assert all(r.byoyomi_ms is None for r in ladder.references)
+    assert minus_five.opponent == "usi:/usr/games/fairy-stockfish"
     assert (ladder.games_per_reference, ladder.min_games) == (20, 6)
 
 
@@ -235,7 +240,9 @@ def test_keisei_ladder_on_a_run_prints_the_table_and_writes_everything(tmp_path:
     [png] = run.glob("games/ladder-*/ladder.png")
     assert f"plot:    {png}" in out and png.read_bytes().startswith(PNG)
     assert len(list(png.parent.glob("*/*.kifu"))) == 6
-    assert f"references in {tmp_path / 'runs' / 'ladder.sqlite'}" in out
+    flat = " ".join(out.split())  # Rich wraps long lines before a path
+    assert f"every game, in {tmp_path / 'runs' / 'ladder.sqlite'}" in flat
+    assert "calibrated references from " in flat and "calibration.json" in flat
 
     ratings = subprocess.run([*command, "ratings", str(run)], capture_output=True, text=True,
                              timeout=120)  # fmt: skip
@@ -259,3 +266,16 @@ def test_bad_input_exits_2_naming_the_problem(tmp_path: Path, capsys: pytest.Cap
     assert main(["ladder", str(run), "--games", "0"]) == 2
     assert "'ladder.games_per_reference' = 0" in capsys.readouterr().err
     assert not (run / "games").exists() and not (tmp_path / "runs" / "ladder.sqlite").exists()
+
+
+
+def test_without_early_stop_every_reference_plays_every_game(tmp_path: Path):
+    """With the sequential test the same ladder stops early or skips; without it, all 8 games at
+    every reference and nothing skipped."""
+    settings = tiny_ladder(games_per_reference=8, min_games=2, max_plies=256)
+    stopping = run_ladder(write_run(tmp_path / "a"), settings.references, settings)
+    assert [r.rung.score.games for r in stopping.rungs] != [8, 8, 8]
+    settings = tiny_ladder(games_per_reference=8, min_games=2, max_plies=256, early_stop=False)
+    every = run_ladder(write_run(tmp_path / "b"), settings.references, settings)
+    assert [r.rung.score.games for r in every.rungs] == [8, 8, 8]
+    assert all(r.rung.verdict is not Verdict.SKIPPED for r in every.rungs)

@@ -12,6 +12,12 @@ import pytest
 
 from keisei.config import Config, EvaluationConfig, LadderConfig, LadderReference
 from keisei.evaluation.during_training.manager import EvaluationManager, run_evaluation
+from keisei.evaluation.ladder.calibration import (
+    BESIDE_THE_RUNS,
+    CalibratedReference,
+    Calibration,
+    write_calibration,
+)
 from keisei.evaluation.ladder.reference_opponents import (
     choose_references,
     current_rating,
@@ -21,6 +27,7 @@ from keisei.evaluation.ladder.reference_opponents import (
     reference_labels,
     reference_lines,
     reference_name,
+    stored_ratings,
 )
 from keisei.evaluation.ladder.registry import LadderRegistry, StoredRating
 from keisei.evaluation.ladder.stopping import Score
@@ -116,6 +123,38 @@ def test_with_stored_ratings_the_references_around_the_agent_are_played(run: Pat
     # A reference new to the run starts the incremental Elo at its stored rating.
     assert strongest is not None and strongest.kind == "usi" and strongest.games == 2
     assert abs(strongest.rating - 600.0) <= 2 * settings().elo_k
+
+
+def calibrate(runs: Path, ratings: dict[str, tuple[str, float]]) -> None:
+    """A calibration beside the runs holding these players at these ratings."""
+    rows = [CalibratedReference("random", "random", "random", {}, None, None, 0.0, 0.0, 0.0, 40)]
+    rows += [
+        CalibratedReference(
+            label, player, "usi:x", {}, None, 1, rating, rating - 30, rating + 30, 40
+        )
+        for player, (label, rating) in ratings.items()
+    ]
+    write_calibration(Calibration(tuple(rows), (), {}, {}, "2026-01-01T00:00:00+00:00"),
+                      runs / BESIDE_THE_RUNS)  # fmt: skip
+
+
+def test_calibrated_ratings_place_the_references_and_outrank_stored_ones(run: Path):
+    config = ladder()
+    player = names(config)
+    calibrate(run.parent, {player["fs -20"]: ("fs -20", 100.0), player["fs -10"]: ("fs -10", 300.0),
+                           player["fs 0"]: ("fs 0", 600.0)})  # fmt: skip
+    store(run.parent, {player["fs -10"]: ("fs -10", 5000.0)})  # an old agent-fitted rating
+    assert stored_ratings(run.parent / "ladder.sqlite")[player["fs -10"]].rating == 300.0
+    with EloRegistry(run / "elo.sqlite") as registry:
+        record(registry, player["fs -10"], wins=3, losses=1)  # about 300 + 190
+
+    games = evaluate(run, settings(), config)
+
+    assert {g.opponent for g in games} == {"random", player["fs -10"], player["fs 0"]}
+    with EloRegistry(run / "elo.sqlite") as registry:
+        fitted = fit_run(registry.games(), {player["fs -10"]: 300.0, player["fs 0"]: 600.0})
+    assert fitted[player["fs -10"]].rating == 300.0  # the run's games never move them
+    assert fitted[player["fs 0"]].rating == 600.0
 
 
 def test_without_stored_ratings_the_run_climbs_the_ladder_in_order(run: Path):

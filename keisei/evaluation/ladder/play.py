@@ -25,7 +25,8 @@ from keisei.evaluation.result import GameResult, Outcome
 from keisei.log import get_logger
 
 _log = get_logger("evaluation.ladder")
-_FLIP: dict[Outcome, Outcome] = {"win": "loss", "loss": "win", "draw": "draw"}
+FLIPPED: dict[Outcome, Outcome] = {"win": "loss", "loss": "win", "draw": "draw"}
+"""A game's outcome from the other side."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def folder_name(name: str) -> str:
 
 def _from_agent_side(result: GameResult, reference: str) -> GameResult:
     """A game the reference played as `play_match`'s first player, seen from the agent."""
-    return replace(result, opponent=reference, agent_color="white", outcome=_FLIP[result.outcome])
+    return replace(result, opponent=reference, agent_color="white", outcome=FLIPPED[result.outcome])
 
 
 def _file(result: GameResult, directory: Path, game: int) -> GameResult:
@@ -101,7 +102,7 @@ def play_reference(
     on_game: Callable[[LadderReference, GameResult], None] | None = None,
 ) -> Rung:
     """Play `reference` game by game until the sequential test decides (at most
-    `settings.games_per_reference` games)."""
+    `settings.games_per_reference` games; all of them without `settings.early_stop`)."""
     planned = settings.games_per_reference
     scratch = directory / ".playing"
     scratch.mkdir(parents=True, exist_ok=True)
@@ -126,7 +127,7 @@ def play_reference(
             on_game(reference, result)
         decision = verdict(score, planned=planned, min_games=settings.min_games,
                            confidence=settings.confidence)  # fmt: skip
-        if decision is not Verdict.CONTINUE:
+        if decision is not Verdict.CONTINUE and settings.early_stop:
             break
     scratch.rmdir()
     rung = Rung(reference, opponent.name, planned, tuple(games), score, decision)
@@ -145,7 +146,7 @@ def climb(
     on_rung: Callable[[Rung], None] | None = None,
 ) -> list[Rung]:
     """Play the references in order (weakest first); after one the agent cannot reach, the
-    others are skipped."""
+    others are skipped (unless `settings.early_stop` is off: then every one is played)."""
     rungs: list[Rung] = []
     out_of_reach: str | None = None
     for reference, opponent in opponents:
@@ -155,7 +156,7 @@ def climb(
         else:
             rung = play_reference(agent, opponent, reference, settings,
                                   directory / folder_name(reference.name), on_game)  # fmt: skip
-            if rung.verdict is Verdict.CANNOT_REACH:
+            if rung.verdict is Verdict.CANNOT_REACH and settings.early_stop:
                 out_of_reach = reference.name
         _log.debug("ladder %s: %s, %s", reference.name, rung.score, rung.stopped)
         rungs.append(rung)

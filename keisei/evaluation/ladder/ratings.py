@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeVar
 
-from keisei.evaluation.ratings.bradley_terry import FittedRating, fit_ratings, fit_with_fixed
+from keisei.evaluation.ratings.bradley_terry import FittedRating, fit_with_fixed
 
 ANCHOR = "random"
 """The reference whose rating is fixed at `ANCHOR_RATING` on every ladder: the random player."""
@@ -57,25 +57,29 @@ def rate_agent(
     return fitted[agent], {name: fitted[name] for name in sorted(new)}
 
 
-def refit_references(games: Sequence[Triple], references: Iterable[str]) -> dict[str, FittedRating]:
-    """Every reference's rating refitted from all stored `games` (every agent free, the anchor
-    fixed): those connected to the anchor through the games and with a two-sided record."""
-    fitted = fit_ratings(games, anchor=ANCHOR, anchor_rating=ANCHOR_RATING)
-    reachable = _connected(games, ANCHOR)
+def refit_references(
+    games: Sequence[Triple], references: Iterable[str], fixed: Mapping[str, float] | None = None
+) -> dict[str, FittedRating]:
+    """The ratings of `references` refitted from all stored `games` (every agent free, the
+    anchor and the `fixed` ones, e.g. calibrated references, held at theirs): those connected
+    to a fixed player through the games and with a two-sided record."""
+    held = {ANCHOR: ANCHOR_RATING} | dict(fixed or {})
+    fitted = fit_with_fixed(games, held, prior_centre=ANCHOR_RATING)
+    reachable = _connected(games, *held)
     return {
         name: fitted[name]
-        for name in sorted(set(references) - {ANCHOR})
+        for name in sorted(set(references) - set(held))
         if name in fitted and name in reachable and two_sided(games, name)
     }
 
 
-def _connected(games: Iterable[Triple], start: str) -> set[str]:
-    """The players linked to `start` by a chain of games."""
+def _connected(games: Iterable[Triple], *starts: str) -> set[str]:
+    """The players linked to any of `starts` by a chain of games."""
     neighbours: dict[str, set[str]] = defaultdict(set)
     for a, b, _ in games:
         neighbours[a].add(b)
         neighbours[b].add(a)
-    seen, frontier = {start}, [start]
+    seen, frontier = set(starts), list(starts)
     while frontier:
         for other in neighbours[frontier.pop()] - seen:
             seen.add(other)

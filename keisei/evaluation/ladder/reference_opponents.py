@@ -6,18 +6,21 @@ the ladder's references (`ladder.references`, weakest first; see `keisei.evaluat
 those just below and just above the agent, which moves up the ladder as the agent improves.
 Which ones:
 
-- When the shared ladder registry (`<logging.model_dir>/ladder.sqlite`) holds stored ratings for
-  any of the references (`keisei ladder` ran there), the references are ordered by those ratings
-  (random = 0), followed by the unrated ones listed after every rated one (the ladder's order
-  makes them stronger; unrated ones listed among the rated have no place on the scale and are
-  left out). The agent's current rating is the latest evaluated snapshot's fitted rating in the
-  run's Elo registry (`fit_run`, references fixed at their stored ratings), 0 before any. A rated
-  reference counts as passed when its rating is at most the agent's.
-- When it holds none (e.g. a fresh machine), the references keep the ladder's order and one counts
-  as passed when the ladder's sequential test (`stopping.verdict`, `ladder.min_games` and
-  `ladder.confidence`) says "passed" over this run's latest `ladder.games_per_reference` games
-  against it (by any of the run's players; the latest only, so that early snapshots' defeats do
-  not hold a stronger agent back).
+- The references' fixed ratings are those of the calibration (`calibration.py`: the file
+  `ladder.calibration.file` names, else `ladder_calibration.json` beside the runs, else the one
+  shipped with Keisei), and, for references not in it, those stored in the shared ladder
+  registry (`<logging.model_dir>/ladder.sqlite`) by `keisei ladder`. With any of them, the
+  references are ordered by those ratings (random = 0), followed by the unrated ones listed
+  after every rated one (the ladder's order makes them stronger; unrated ones listed among the
+  rated have no place on the scale and are left out). The agent's current rating is the latest
+  evaluated snapshot's fitted rating in the run's Elo registry (`fit_run`, references fixed at
+  their ratings), 0 before any. A rated reference counts as passed when its rating is at most
+  the agent's.
+- With none (a ladder of the user's own, neither calibrated nor laddered yet), the references
+  keep the ladder's order and one counts as passed when the ladder's sequential test
+  (`stopping.verdict`, `ladder.min_games` and `ladder.confidence`) says "passed" over this
+  run's latest `ladder.games_per_reference` games against it (by any of the run's players; the
+  latest only, so that early snapshots' defeats do not hold a stronger agent back).
 - An unrated reference after the rated ones counts as passed by that test too.
 
 The first reference not passed is the next to reach; the `count` references played are those
@@ -26,13 +29,14 @@ shifted to stay within the list at either end. A reference that is already a fix
 (random, by default) is not played twice, and one whose program is not installed is left out.
 
 The games go into the run's Elo registry like all evaluation games. `fit_run` rates the run with
-random fixed at 0 and every reference with a stored rating fixed at it, so the run's curve is on
-the ladder's scale (with the ladder's fitter, `bradley_terry.fit_with_fixed`); without stored
-ratings the references are fitted with the run's players.
+random fixed at 0 and every reference with a fixed rating held at it, so the run's curve is on
+the ladder's scale (with the ladder's fitter, `bradley_terry.fit_with_fixed`); references without
+one are fitted with the run's players. The run's games never change a reference's rating.
 
-A time-limited reference (the default ladder's 100 ms a move) plays in the background worker at
-idle priority, so on a loaded machine it can think less than when `keisei ladder` rated it, and
-play weaker than its stored rating; references limited by `nodes` do not have that problem.
+The default ladder's references are limited by nodes, so they play in the background worker (at
+a lower priority, beside training) as they did when calibrated. A time-limited reference (a
+`byoyomi_ms` of the user's) thinks less on a loaded machine and then plays weaker than its
+rating.
 """
 
 from __future__ import annotations
@@ -48,8 +52,18 @@ from pydantic import ValidationError
 
 from keisei.checkpoint.run_layout import RunLayout
 from keisei.config import LadderConfig, LadderReference, check_opponent_spec, parse_opponent_spec
+from keisei.evaluation.ladder.calibration import (
+    CalibrationError,
+    calibration_file,
+    read_calibration,
+)
 from keisei.evaluation.ladder.ratings import ANCHOR, ANCHOR_RATING, Triple, fit_with_fixed
-from keisei.evaluation.ladder.registry import ENGINE_FAILURES, LadderRegistry, StoredRating
+from keisei.evaluation.ladder.registry import (
+    ENGINE_FAILURES,
+    LadderRegistry,
+    LadderRegistryError,
+    StoredRating,
+)
 from keisei.evaluation.ladder.stopping import Score, Verdict, verdict
 from keisei.evaluation.players.builtin import GreedyPlayer, RandomPlayer
 from keisei.evaluation.players.usi import UsiPlayer
@@ -112,13 +126,26 @@ def run_ladder_settings(run_dir: str | Path) -> LadderConfig:
         return LadderConfig()
 
 
-def stored_ratings(path: str | Path) -> dict[str, StoredRating]:
-    """The references' stored ratings in the ladder registry at `path` (none without the file;
-    the file is not created)."""
-    if not Path(path).is_file():
-        return {}
-    with LadderRegistry(path) as shared:
-        return shared.stored()
+def stored_ratings(
+    path: str | Path, calibration: str | Path | None = None
+) -> dict[str, StoredRating]:
+    """The references' fixed ratings: those of the calibration file `calibration` (default: the
+    one the default settings name for runs beside the ladder registry `path`), and for the
+    other references those stored in the ladder registry at `path` (the file is not created).
+    A calibration that cannot be read is a `LadderRegistryError` naming it."""
+    if calibration is None:
+        calibration = calibration_file(LadderConfig(), Path(path).parent)
+    try:
+        calibrated = read_calibration(calibration).ratings()
+    except CalibrationError as exc:
+        raise LadderRegistryError(str(exc)) from exc
+    stored: dict[str, StoredRating] = {}
+    if Path(path).is_file():
+        with LadderRegistry(path) as shared:
+            stored = shared.stored()
+    return {name: s for name, s in stored.items() if name not in calibrated} | {
+        name: c for name, c in calibrated.items() if name != ANCHOR
+    }
 
 
 def _triple(game: GameRow) -> Triple:
@@ -245,7 +272,8 @@ def select_references(
     if count <= 0 or not references:
         return []
     names = [reference_name(reference) for reference in references]
-    stored = {name: s.rating for name, s in stored_ratings(shared).items()}
+    calibration = calibration_file(ladder, Path(shared).parent)
+    stored = {name: s.rating for name, s in stored_ratings(shared, calibration).items()}
     games = registry.games()
     known = any(name in stored for name in names if name != ANCHOR)
     rating = current_rating(registry, stored, games) if known else ANCHOR_RATING

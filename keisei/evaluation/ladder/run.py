@@ -1,20 +1,29 @@
 """`keisei ladder`: one ladder, played, rated and stored (the rules: `keisei.evaluation.ladder`).
 
-`run_ladder` sets the references up and checks their programs, climbs them, rates the agent (and
-the references new to the registry) against the stored ratings, stores the games and ratings in
-the ladder registry and the run's Elo database, and draws `ladder.png`.
+`run_ladder` reads the calibration, sets the references up and checks their programs, climbs
+them, rates the agent against the calibrated ratings (and those stored for uncalibrated
+references; new uncalibrated ones are fitted with it), stores the games and the uncalibrated
+references' ratings in the ladder registry and the run's Elo database, and draws `ladder.png`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from keisei.checkpoint.run_layout import RunLayout
 from keisei.config import ConfigError, LadderConfig, LadderReference
+from keisei.evaluation.ladder.calibration import (
+    Calibration,
+    calibration_file,
+    check_engines,
+    engine_identities,
+    read_calibration,
+    warn_uncalibrated,
+)
 from keisei.evaluation.ladder.play import Rung, climb
 from keisei.evaluation.ladder.plot import PlottedRating, plot_ladder
 from keisei.evaluation.ladder.ratings import (
@@ -73,6 +82,8 @@ class LadderResult:
     record_dir: Path
     plot: Path
     refit: bool
+    calibration: Path | None = None
+    """The calibration file whose ratings the calibrated references kept."""
 
     @property
     def games(self) -> int:
@@ -95,14 +106,16 @@ def run_ladder(
     refit: bool = False,
     playouts: int = 0,
     registry: str | Path | None = None,
+    calibration: Calibration | None = None,
     device: str = "cpu",
     precision: str = "auto",
     on_game: Callable[[LadderReference, GameResult], None] | None = None,
     on_rung: Callable[[Rung], None] | None = None,
 ) -> LadderResult:
     """Play and rate the ladder (see the module); `registry` defaults to the shared file beside
-    the run. `playouts` > 0 has the checkpoint search that many playouts a move; its network
-    computes in `precision` (a `ppo.amp` setting)."""
+    the run, `calibration` to the file `ladder.calibration` names (`calibration.calibration_file`).
+    `playouts` > 0 has the checkpoint search that many playouts a move; its network computes in
+    `precision` (a `ppo.amp` setting)."""
     if playouts < 0:
         raise ConfigError(f"--playouts must be at least 0, got {playouts}")
     for reference in references:
@@ -113,6 +126,8 @@ def run_ladder(
     assert agent.path is not None
     home = RunLayout(Path(agent.path).parent.parent)
     shared_path = Path(registry) if registry is not None else home.shared_ladder_database
+    if calibration is None:
+        calibration = read_calibration(calibration_file(settings, shared_path.parent))
     opponents: list[tuple[LadderReference, Player]] = []
     row: AgentRating | None = None
     try:
@@ -122,8 +137,12 @@ def run_ladder(
             player = reference_player(reference, seed=settings.seed + 1 + place,
                                       timeout_s=settings.usi_timeout_s, device=device)  # fmt: skip
             opponents.append((reference, player))
+        calibrated = calibration.ratings()
+        warn_uncalibrated([(r.name, p.name) for r, p in opponents], calibration)
+        played = [r for r, p in opponents if p.name in calibrated]
+        check_engines(calibration, engine_identities(played, settings.usi_timeout_s))
         if not refit:
-            _refuse_without_scale(opponents, shared_path)
+            _refuse_without_scale(opponents, shared_path, calibrated)
         with LadderRegistry(shared_path) as shared, EloRegistry(home.elo_database) as elo:
             label = _claim_folder(home)
             record_dir = home.games_of_ladder(label)
@@ -139,7 +158,7 @@ def run_ladder(
                     on_game(reference, result)
 
             rungs = climb(agent, opponents, settings, record_dir, record, on_rung)
-            results, agent_rating = _rate(shared, agent.name, rungs, refit)
+            results, agent_rating = _rate(shared, agent.name, rungs, refit, calibrated)
             if agent_rating is not None:
                 row = AgentRating(session, agent.name, agent_rating.rating, agent_rating.low,
                                   agent_rating.high, agent_rating.games, str(shared_path),
@@ -159,24 +178,27 @@ def run_ladder(
             agent.name, agent_rating.rating, agent_rating.low, agent_rating.high),
     )  # fmt: skip
     return LadderResult(agent.name, Path(agent.path), home.root, session, tuple(results),
-                        agent_rating, shared_path, record_dir, plot, refit)  # fmt: skip
+                        agent_rating, shared_path, record_dir, plot, refit,
+                        calibration.path)  # fmt: skip
 
 
 def _refuse_without_scale(
-    opponents: Sequence[tuple[LadderReference, Player]], registry: Path
+    opponents: Sequence[tuple[LadderReference, Player]],
+    registry: Path,
+    calibrated: Mapping[str, StoredRating],
 ) -> None:
-    """A ladder with neither random nor a rated reference would rate nothing (checked before
-    anything is written)."""
+    """A ladder with neither random nor a calibrated or rated reference would rate nothing
+    (checked before anything is written)."""
     names = {player.name for _, player in opponents}
-    if ANCHOR in names:
+    if ANCHOR in names or names & set(calibrated):
         return
     if registry.is_file():
         with LadderRegistry(registry) as shared:
             if names & set(shared.stored()):
                 return
     raise ConfigError(
-        f"none of the references is random or has a rating in {registry}: there is no scale "
-        "to rate on (add the random reference)"
+        f"none of the references is random, calibrated or has a rating in {registry}: there "
+        "is no scale to rate on (add the random reference)"
     )
 
 
@@ -194,13 +216,19 @@ def _claim_folder(home: RunLayout) -> str:
 
 
 def _rate(
-    shared: LadderRegistry, agent: str, rungs: Sequence[Rung], refit: bool
+    shared: LadderRegistry,
+    agent: str,
+    rungs: Sequence[Rung],
+    refit: bool,
+    calibrated: Mapping[str, StoredRating],
 ) -> tuple[list[RungResult], FittedRating | None]:
-    """Refit (when asked), rate the agent, store new references; each rung's rating."""
+    """Refit (when asked), rate the agent, store new uncalibrated references; each rung's
+    rating. Calibrated references keep their ratings: nothing here stores or fits them."""
     labels = {rung.player: rung.reference.name for rung in rungs}
+    fixed = {name: c.rating for name, c in calibrated.items()}
     refitted: set[str] = set()
     if refit:
-        fitted = refit_references(shared.games(), shared.references())
+        fitted = refit_references(shared.games(), shared.references() - set(calibrated), fixed)
         stored = shared.stored()
         shared.store(
             StoredRating(name, labels.get(name, stored[name].label if name in stored else name),
@@ -208,15 +236,16 @@ def _rate(
             for name, f in fitted.items()
         )  # fmt: skip
         refitted = set(fitted)
-    stored = shared.stored()
-    known = {ANCHOR: ANCHOR_RATING} | {name: s.rating for name, s in stored.items()}
+    stored = {name: s for name, s in shared.stored().items() if name not in calibrated}
+    known = {ANCHOR: ANCHOR_RATING} | {name: s.rating for name, s in stored.items()} | fixed
     triples = [(agent, rung.player, SCORES[game.outcome]) for rung in rungs
                for game in rung.games if game.reason not in ENGINE_FAILURES]  # fmt: skip
     agent_rating, new = rate_agent(triples, agent, known)
     failed = {rung.player for rung in rungs if rung.engine_failures}
     shared.store(StoredRating(name, labels[name], f.rating, f.low, f.high, f.games, "joint")
                  for name, f in new.items() if name not in failed)  # fmt: skip
-    stored = shared.stored()
+    stored = {name: s for name, s in shared.stored().items() if name not in calibrated}
+    stored |= {name: c for name, c in calibrated.items() if name != ANCHOR}
     _warn_if_out_of_order([(rung.reference.name, stored[rung.player]) for rung in rungs
                            if rung.player in stored])  # fmt: skip
     results = []
@@ -227,6 +256,9 @@ def _rate(
             rating = StoredRating(ANCHOR, rung.reference.name, ANCHOR_RATING, ANCHOR_RATING,
                                   ANCHOR_RATING, games, "anchor")  # fmt: skip
             results.append(RungResult(rung, rating, "anchor"))
+        elif name in calibrated:
+            s = calibrated[name]
+            results.append(RungResult(rung, s, f"calibrated, {s.games} games"))
         elif name in stored:
             s = stored[name]
             how = "refit" if name in refitted else "new" if name in new else "stored"

@@ -35,6 +35,22 @@ def ladder_settings(
         raise ConfigError(f"{config_file}: {exc}" if config_file else str(exc)) from None
 
 
+def recalibration_settings(
+    target: str | Path | None, config_file: str | Path | None, overrides: Sequence[str] = ()
+) -> tuple[LadderConfig, Path]:
+    """The `ladder` section for `--recalibrate` and the directory of the runs it is for: those
+    of the run `target` is in (as `ladder_settings`), else of `config_file` (or the defaults)
+    with its `logging.model_dir`."""
+    if target is not None:
+        settings = ladder_settings(target, config_file, overrides)
+        return settings, resolve_checkpoint(target).parent.parent.parent
+    try:
+        config = load_config(config_file, overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"{config_file}: {exc}" if config_file else str(exc)) from None
+    return config.ladder, Path(config.logging.model_dir)
+
+
 def select_references(settings: LadderConfig, names: Sequence[str] = ()) -> list[LadderReference]:
     """The references named (all when none), in the ladder's order; each program checked."""
     known = [reference.name for reference in settings.references]
