@@ -83,12 +83,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _checkpoint_cell(path: str | None) -> str:
-    """A player's checkpoint (relative to here when below), or that it is gone: retention
-    deletes rated checkpoints only with `checkpoint.keep_rated: false`."""
+CHECKPOINT_KINDS = ("agent", "checkpoint")
+"""The kinds of player (`Player.kind`) whose path is a checkpoint."""
+
+
+def _checkpoint_cell(kind: str, path: str | None) -> str:
+    """A checkpoint player's checkpoint (relative to here when below), or that it is gone
+    (retention deletes rated checkpoints only with `checkpoint.keep_rated: false`); an engine's
+    program as it is."""
     if path is None:
         return ""
     checkpoint = Path(path)
+    if kind not in CHECKPOINT_KINDS:
+        return path
     if not checkpoint.is_dir():
         return "(checkpoint deleted)"
     here = Path.cwd()
@@ -118,7 +125,7 @@ def _cmd_ratings(args: argparse.Namespace) -> int:
             continue
         table.add_row(player.name, player.kind, "" if player.step is None else str(player.step),
                       str(fit.games), f"{fit.rating:.0f}", f"{fit.low:.0f} to {fit.high:.0f}",
-                      f"{player.rating:.0f}", _checkpoint_cell(player.path))  # fmt: skip
+                      f"{player.rating:.0f}", _checkpoint_cell(player.kind, player.path))  # fmt: skip
     _stdout_console().print(table)
     from keisei.evaluation.ladder.registry import read_agent_ratings
 

@@ -43,6 +43,8 @@ def test_rated_checkpoints_are_the_players_of_both_registries(tmp_path: Path) ->
     checkpoints = run / "checkpoints"
     with EloRegistry(run / "elo.sqlite") as elo:
         elo.ensure_player("random", "random")
+        elo.ensure_player("fs", "usi", path="/usr/games/fairy-stockfish")  # a program, not gone
+        elo.record_result("fs", _win("random"))
         elo.ensure_player("r/step_000000010", "agent", path=str(checkpoints / "step_000000010"))
         elo.ensure_player("r/step_000000020+puct8", "agent",
                           path=str(checkpoints / "step_000000020"))  # fmt: skip
@@ -68,6 +70,8 @@ def test_ratings_marks_players_whose_checkpoint_is_gone(
     gone = run / "checkpoints" / checkpoint_name(10)  # deleted by retention (keep_rated: false)
     with EloRegistry(run / "elo.sqlite") as elo:
         elo.ensure_player("random", "random")
+        elo.ensure_player("fs", "usi", path="/usr/games/fairy-stockfish")  # a program, not gone
+        elo.record_result("fs", _win("random"))
         for checkpoint in (gone, kept):
             name = f"run/{checkpoint.name}"
             elo.ensure_player(name, "agent", path=str(checkpoint.resolve()), step=20)
@@ -80,6 +84,7 @@ def test_ratings_marks_players_whose_checkpoint_is_gone(
         "run/step_000000010": "(checkpoint deleted)",
         "run/step_000000020": "run/checkpoints/step_000000020",
         "random": "",
+        "fs": "/usr/games/fairy-stockfish",
     }
 
 
