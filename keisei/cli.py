@@ -123,9 +123,10 @@ def _cmd_ratings(args: argparse.Namespace) -> int:
         fit = fitted.get(player.name)
         if fit is None:
             continue
-        table.add_row(player.name, player.kind, "" if player.step is None else str(player.step),
-                      str(fit.games), f"{fit.rating:.0f}", f"{fit.low:.0f} to {fit.high:.0f}",
-                      f"{player.rating:.0f}", _checkpoint_cell(player.kind, player.path))  # fmt: skip
+        step = "" if player.step is None else str(player.step)
+        table.add_row(player.name, player.kind, step, str(fit.games), f"{fit.rating:.0f}",
+                      f"{fit.low:.0f} to {fit.high:.0f}", f"{player.rating:.0f}",
+                      _checkpoint_cell(player.kind, player.path))  # fmt: skip
     _stdout_console().print(table)
     from keisei.evaluation.ladder.registry import read_agent_ratings
 

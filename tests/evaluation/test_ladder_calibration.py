@@ -39,7 +39,8 @@ from keisei.evaluation.ladder.calibration import (
     read_calibration,
     write_calibration,
 )
-from keisei.evaluation.ladder.recalibrate import CONTINUED, PairGame, journal_of, recalibrate
+from keisei.evaluation.ladder.pair import CONTINUED, PairGame, journal_of
+from keisei.evaluation.ladder.recalibrate import recalibrate
 from keisei.evaluation.ladder.reference_opponents import reference_name, stored_ratings
 from keisei.evaluation.ladder.registry import LadderRegistry, LadderRegistryError
 from keisei.evaluation.ladder.run import run_ladder

@@ -50,7 +50,8 @@ Modules: `run` (`run_ladder`: one ladder, played, rated and stored), `setup` (it
 references chosen and checked), `play` (the references in order, game by game), `stopping` (the
 sequential test), `ratings` (the fits with fixed references held), `calibration` (the
 calibration file: read, written, matched), `recalibrate` (`--recalibrate`: the references' games
-among themselves), `registry` (the shared `ladder.sqlite`), `plot` (`ladder.png`) and
+among themselves, rated), `pair` (one pair of neighbours played until its gap is measured,
+journalled), `registry` (the shared `ladder.sqlite`), `plot` (`ladder.png`) and
 `reference_opponents` (the references as opponents of a training run's evaluation, and the
 run's ratings on the ladder's scale).
 """
