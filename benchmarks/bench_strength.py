@@ -14,16 +14,16 @@ same `--games` games (no early stop), and prints per seed and pooled over the se
 `--against OTHER.yaml` trains and ladders a second candidate the same way and prints the Elo
 difference (OTHER - CONFIG) with its Welch 95% interval. Results go to `--out` as JSON and a PNG.
 
-The regression guard: `--record-baseline` writes the pooled result to
-`benchmarks/strength_baseline.json`; `--check` compares a candidate against it and exits 1 when
-the candidate is worse beyond the interval (the Welch interval of the Elo difference lies wholly
-below 0). The guard's candidate is a short fixed-budget run (`--set training.total_timesteps=N`
-on the default config; see `benchmarks/strength_baseline.json` for the one recorded).
+The regression guard: `--record-baseline` writes the pooled result (with the references and games
+it played) to `benchmarks/strength_baseline.json`; `--check` plays a candidate on those same
+references and games and exits 1 when it is worse beyond the interval (the Welch interval of the
+Elo difference lies wholly below 0). The guard's candidate is `benchmarks/strength/short.yaml`,
+the default config on a short fixed budget (204,800 steps; ~25 min for 3 seeds with their
+ladders on 2 idle cores).
 
     .venv/bin/python benchmarks/bench_strength.py configs/default.yaml --seeds 3
     .venv/bin/python benchmarks/bench_strength.py configs/default.yaml --against cand.yaml
-    .venv/bin/python benchmarks/bench_strength.py configs/default.yaml --seeds 3 \\
-        --set training.total_timesteps=204800 --check
+    .venv/bin/python benchmarks/bench_strength.py benchmarks/strength/short.yaml --check
 """
 
 from __future__ import annotations
@@ -320,6 +320,10 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="compare against the baseline")
     parser.add_argument("--record-baseline", action="store_true")
     args = parser.parse_args()
+    if args.check and not args.references:  # the baseline's games, unless told otherwise
+        recorded = json.loads(BASELINE.read_text())
+        args.references = recorded.get("reference_names", [])
+        args.games = recorded.get("games", args.games)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = args.out or REPO / "runs" / "strength" / stamp
     out.mkdir(parents=True, exist_ok=True)
@@ -361,6 +365,7 @@ def main() -> int:
                     "overrides": args.overrides,
                     "games": args.games,
                     "seeds": args.seeds,
+                    "reference_names": args.references,
                     **summaries[0],
                 },
                 indent=2,
