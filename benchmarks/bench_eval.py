@@ -8,9 +8,9 @@ of the first epoch (warm-up) to the end of the last one; the background run's fi
 running evaluations happens after that and is not counted.
 
 Evaluation plays its default opponents: random, a past checkpoint from the pool, and the ladder
-references around the agent (`evaluation.reference_opponents`, default 2; each run starts with a
-fresh ladder registry, so the run climbs from the weakest: Fairy-Stockfish at Skill Level -20 and
-100 ms a move) when Fairy-Stockfish is installed; the games played against each opponent are
+references around the agent (`evaluation.reference_opponents`, default 2; a fresh run starts at
+the bottom of the calibrated ladder: Fairy-Stockfish at Skill Level -20 at 700 and 10,000 nodes
+a move) when Fairy-Stockfish is installed; the games played against each opponent are
 counted and printed. `--references 0` measures without them.
 
 Target: with background evaluation, training keeps at least 85% of its no-evaluation throughput.

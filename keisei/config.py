@@ -270,7 +270,7 @@ class LadderReference(_Section):
     """One reference of `keisei ladder`: an opponent with the limits that set its strength."""
 
     name: Annotated[str, Field(min_length=1)]
-    """How the ladder shows it (e.g. `fairy-stockfish skill -10 (nodes 10000)`); `--references`
+    """How the ladder shows it (e.g. `fairy-stockfish skill -5 (nodes 10000)`); `--references`
     picks by it."""
     opponent: Annotated[str, AfterValidator(_opponent_syntax)]
     """random, greedy, checkpoint:PATH or usi:COMMAND. That its program exists is checked when a
