@@ -186,7 +186,7 @@ class World:
         thread that needed the GIL then was ended mid-way: C++ called std::terminate ("terminate
         called without an active exception", SIGABRT) after training had finished. So the
         caller drops the trainer first, and the collection runs here (and no module keeps the
-        group: `_bind_no_group_at_import`).
+        group: `bind_no_group_at_import`).
         """
         if self.board is not None:
             self.board.forget_errors()
@@ -291,7 +291,7 @@ def check_devices_for_ranks(config: Config, local_ranks: int) -> bool:
     return True
 
 
-def _bind_no_group_at_import() -> None:
+def bind_no_group_at_import() -> None:
     """Import `torch.distributed.nn.functional` while no group exists. Its functions take
     `group=group.WORLD` as a default argument, evaluated at import: imported during training
     (torch pulls it in lazily, through torch._dynamo and FSDP), they would keep the default group
@@ -320,7 +320,7 @@ def join_world(config: Config) -> World:
         backend = "nccl" if on_cuda else "gloo"
     timeout = config.distributed.timeout_s
     address = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
-    _bind_no_group_at_import()
+    bind_no_group_at_import()
     try:
         dist.init_process_group(
             backend, rank=rank, world_size=size, timeout=timedelta(seconds=timeout)

@@ -5,6 +5,7 @@ updates one process on the whole rollout."""
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from datetime import timedelta
@@ -20,6 +21,7 @@ from keisei.model.network import masked_logits
 from keisei.rl.ppo import PPO
 from keisei.rl.rollout import Rollout
 from keisei.shogi import NUM_LABELS, OBS_SHAPE
+from keisei.training.distributed import bind_no_group_at_import
 
 SAMPLES = 64
 CONFIG = PPOConfig(minibatch_size=SAMPLES, update_epochs=3, learning_rate=1e-3)
@@ -61,13 +63,16 @@ def half(rollout: Rollout, rank: int) -> Rollout:
 
 def main(out: Path) -> None:
     rank = int(os.environ["RANK"])
+    bind_no_group_at_import()
     dist.init_process_group("gloo", timeout=timedelta(seconds=60))
     model = fresh_model()
     ppo = PPO(model, CONFIG, total_updates=1, device=torch.device("cpu"), world_size=2)
     ppo.update(half(fixed_rollout(), rank))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()},
               str(out / f"rank{rank}.safetensors"))  # fmt: skip
+    del ppo, model
     dist.destroy_process_group()
+    gc.collect()  # free the group now, not in the interpreter's finalization (see World.close)
 
 
 if __name__ == "__main__":
