@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from keisei.evaluation.ladder.play import play_reference
 from keisei.evaluation.ladder.setup import ladder_settings, reference_player, select_references
 from keisei.evaluation.ladder.stopping import wilson_interval
 from keisei.evaluation.players.network import load_checkpoint_player
+from keisei.evaluation.players.usi_client import UsiEngine
 
 NODE_LIMITED = "fairy-stockfish skill -20 (nodes 10000)"
 _NODES = re.compile(r"\bnodes (\d+)")
@@ -41,52 +41,21 @@ _NODES = re.compile(r"\bnodes (\d+)")
 
 def nodes_a_move(reference: LadderReference, plies: int = 40) -> float:
     """The median nodes the reference's engine searches a move over one game it plays against
-    itself (from its own `info ... nodes N` lines): what its limit lets it see."""
-    program = reference.opponent.removeprefix("usi:")
-    engine = subprocess.Popen([program], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert engine.stdin is not None and engine.stdout is not None
-
-    def send(line: str) -> None:
-        engine.stdin.write(line + "\n")  # type: ignore[union-attr]
-        engine.stdin.flush()  # type: ignore[union-attr]
-
-    def until(prefix: str) -> list[str]:
-        lines = []
-        for line in engine.stdout:  # type: ignore[union-attr]
-            lines.append(line)
-            if line.startswith(prefix):
-                return lines
-        raise RuntimeError(f"{program} ended before {prefix!r}")
-
-    try:
-        send("usi")
-        until("usiok")
-        for name, value in reference.options.items():
-            send(f"setoption name {name} value {value}")
-        send("isready")
-        until("readyok")
-        send("usinewgame")
-        moves: list[str] = []
-        searched: list[int] = []
-        limit = f"nodes {reference.nodes}" if reference.nodes else (
-            f"btime 0 wtime 0 byoyomi {reference.byoyomi_ms}")  # fmt: skip
+    itself (from its own last `info ... nodes N` line of each move): what its limit lets it see."""
+    searched: list[int] = []
+    moves: list[str] = []
+    with UsiEngine(reference.opponent.removeprefix("usi:"), options=reference.options) as engine:
+        engine.new_game()
         for _ in range(plies):
-            send("position startpos" + (" moves " + " ".join(moves) if moves else ""))
-            send(f"go {limit}")
-            lines = until("bestmove")
-            counts = [int(m.group(1)) for line in lines if (m := _NODES.search(line))]
-            searched.append(counts[-1] if counts else 0)
-            move = lines[-1].split()[1]
+            position = "startpos" + (" moves " + " ".join(moves) if moves else "")
+            move = engine.best_move(position, byoyomi_ms=reference.byoyomi_ms,
+                                    nodes=reference.nodes)  # fmt: skip
+            found = _NODES.search(engine.last_info or "")
+            searched.append(int(found.group(1)) if found else 0)
             if move in ("resign", "win"):
                 break
             moves.append(move)
-        return float(sorted(searched)[len(searched) // 2])
-    finally:
-        send("quit")
-        try:
-            engine.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            engine.kill()
+    return float(sorted(searched)[len(searched) // 2])
 
 
 def timed_twin(reference: LadderReference, byoyomi_ms: int) -> LadderReference:
